@@ -1,4 +1,4 @@
-"""In-memory fake ports for runtime tests: a rule bot, a scripted agent backend, a recording channel."""
+"""In-memory fake ports for runtime tests: rule bot, scripted agent backend, recording channel."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ class RecordingChannel:
     def keys(self, conversation_id: str) -> list[str | None]:
         return [d.message_key for cid, d in self.deliveries if cid == conversation_id]
 
-    async def wait_for(self, conversation_id: str, predicate: Any, timeout: float = 5) -> None:
-        with anyio.fail_after(timeout):
+    async def wait_for(self, conversation_id: str, predicate: Any, limit: float = 5) -> None:
+        with anyio.fail_after(limit):
             while not predicate(self.texts(conversation_id), self.keys(conversation_id)):
                 await self._changed.wait()
 
@@ -52,7 +52,9 @@ class RuleBot:
         self.sessions: list[tuple[str, str, dict[str, Any]]] = []
         self.fail = False
 
-    async def send(self, conversation: Conversation, message: fx.ForwardToBot) -> Sequence[ev.BotEvent]:
+    async def send(
+        self, conversation: Conversation, message: fx.ForwardToBot
+    ) -> Sequence[ev.BotEvent]:
         if self.fail:
             raise ConnectionError("bot down")
         self.received.append((conversation.id, message.text))
@@ -60,19 +62,27 @@ class RuleBot:
         if message.text == "escalate me":
             return [
                 ev.BotReplied(at=now, text="Let me find someone for you."),
-                ev.BotEscalated(at=now, reason=ev.EscalationReason.BOT_DECISION,
-                                targets=(ev.EscalationTarget(kind="queue", value="support"),),
-                                variables={"order": "A-1"}, message_id="esc-1"),
+                ev.BotEscalated(
+                    at=now,
+                    reason=ev.EscalationReason.BOT_DECISION,
+                    targets=(ev.EscalationTarget(kind="queue", value="support"),),
+                    variables={"order": "A-1"},
+                    message_id="esc-1",
+                ),
             ]
         if message.text == "refund":
             return [ev.BotReplied(at=now, text="Sorry, I didn't get that.", not_understood=True)]
         return [ev.BotReplied(at=now, text=f"bot: {message.text}")]
 
-    async def start_session(self, conversation: Conversation, request: fx.StartBotSession) -> Sequence[ev.BotEvent]:
+    async def start_session(
+        self, conversation: Conversation, request: fx.StartBotSession
+    ) -> Sequence[ev.BotEvent]:
         self.sessions.append((conversation.id, request.target_bot, dict(request.variables)))
         return [ev.BotReplied(at=0.0, text=f"{request.target_bot} here")]
 
-    async def report_transfer(self, conversation: Conversation, report: fx.ReportTransferOutcome) -> Sequence[ev.BotEvent]:
+    async def report_transfer(
+        self, conversation: Conversation, report: fx.ReportTransferOutcome
+    ) -> Sequence[ev.BotEvent]:
         self.reports.append((conversation.id, report.outcome))
         if report.outcome is fx.TransferOutcome.SUCCEEDED:
             return []
@@ -88,8 +98,13 @@ class ScriptedAgents:
 
     name = "scripted"
 
-    def __init__(self, *, auto_join: str | None = "Ada", available: bool = True,
-                 reject: ev.RejectReason | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        auto_join: str | None = "Ada",
+        available: bool = True,
+        reject: ev.RejectReason | None = None,
+    ) -> None:
         self.auto_join = auto_join
         self.available = available
         self.reject = reject
@@ -99,10 +114,15 @@ class ScriptedAgents:
         self.typing_seen: list[tuple[str, bool]] = []
         self.closed: list[tuple[str, fx.CloseReason]] = []
         self.opened: list[fx.OpenAgentSession] = []
-        self._streams: dict[str, tuple[MemoryObjectSendStream[ev.AgentEvent], MemoryObjectReceiveStream[ev.AgentEvent]]] = {}
+        self._streams: dict[
+            str,
+            tuple[MemoryObjectSendStream[ev.AgentEvent], MemoryObjectReceiveStream[ev.AgentEvent]],
+        ] = {}
         self._counter = 0
 
-    def _stream(self, session: str) -> tuple[MemoryObjectSendStream[ev.AgentEvent], MemoryObjectReceiveStream[ev.AgentEvent]]:
+    def _stream(
+        self, session: str
+    ) -> tuple[MemoryObjectSendStream[ev.AgentEvent], MemoryObjectReceiveStream[ev.AgentEvent]]:
         if session not in self._streams:
             self._streams[session] = anyio.create_memory_object_stream[ev.AgentEvent](100)
         return self._streams[session]
@@ -113,7 +133,9 @@ class ScriptedAgents:
         fields.setdefault("cursor", {"n": self._counter})
         self._stream(session)[0].send_nowait(kind(at=0.0, session=session, **fields))
 
-    async def check_availability(self, conversation: Conversation, request: fx.CheckAgentAvailability) -> bool:
+    async def check_availability(
+        self, conversation: Conversation, request: fx.CheckAgentAvailability
+    ) -> bool:
         return self.available
 
     async def open(self, conversation: Conversation, request: fx.OpenAgentSession) -> ev.Cursor:
@@ -128,7 +150,9 @@ class ScriptedAgents:
                 self.push(request.session, ev.AgentJoined, agent_name=self.auto_join)
         return {"n": 0}
 
-    async def events(self, conversation: Conversation, session: str, cursor: ev.Cursor) -> AsyncIterator[ev.AgentEvent]:
+    async def events(
+        self, conversation: Conversation, session: str, cursor: ev.Cursor
+    ) -> AsyncIterator[ev.AgentEvent]:
         receive = self._stream(session)[1]
         with receive:
             async for event in receive:

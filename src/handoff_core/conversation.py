@@ -87,7 +87,10 @@ class Escalation:
 
 @attrs.frozen(kw_only=True)
 class Conversation:
-    """Everything about one conversation, as plain data (serialize with :mod:`handoff_core.serialization`)."""
+    """Everything about one conversation, as plain data.
+
+    Serialize with :mod:`handoff_core.serialization`.
+    """
 
     id: str
     state: State = State.BOT
@@ -163,7 +166,7 @@ class Conversation:
 
 @attrs.frozen(kw_only=True)
 class Step:
-    """What :func:`handle` returns: the new record (outbox filled) and why nothing happened, if so."""
+    """What :func:`handle` returns: the new record (outbox filled), or why nothing happened."""
 
     conversation: Conversation
     effects: tuple[fx.Effect, ...]
@@ -388,8 +391,13 @@ class _StepContext:
         self._open_session()
 
     def fail_unavailable(self, _: EventData) -> None:
-        self._fail(fx.TransferOutcome.NO_AGENT_AVAILABLE, "No agent is available.",
-                   "noAgentAvailableMessage", peer_closed=True, cause="unavailable")
+        self._fail(
+            fx.TransferOutcome.NO_AGENT_AVAILABLE,
+            "No agent is available.",
+            "noAgentAvailableMessage",
+            peer_closed=True,
+            cause="unavailable",
+        )
 
     def remember_backend(self, _: EventData) -> None:
         assert isinstance(self.event, ev.AgentSessionOpened)
@@ -474,8 +482,13 @@ class _StepContext:
 
     def fail_ended_before_join(self, _: EventData) -> None:
         assert isinstance(self.event, ev.AgentEnded)
-        self._fail(fx.TransferOutcome.ERROR, "The chat ended before an agent joined.",
-                   "transferFailedMessage", peer_closed=True, cause="ended before join")
+        self._fail(
+            fx.TransferOutcome.ERROR,
+            "The chat ended before an agent joined.",
+            "transferFailedMessage",
+            peer_closed=True,
+            cause="ended before join",
+        )
 
     def fail_rejected(self, _: EventData) -> None:
         event = self.event
@@ -484,23 +497,36 @@ class _StepContext:
             outcome, key = fx.TransferOutcome.ERROR, "transferFailedMessage"
         else:
             outcome, key = fx.TransferOutcome.NO_AGENT_AVAILABLE, "noAgentAvailableMessage"
-        description = event.description or {
-            ev.RejectReason.NO_AGENT_AVAILABLE: "No agent is available.",
-            ev.RejectReason.UNAVAILABLE: "The agent service is unavailable.",
-            ev.RejectReason.ERROR: "The agent service failed.",
-        }[event.reason]
+        description = (
+            event.description
+            or {
+                ev.RejectReason.NO_AGENT_AVAILABLE: "No agent is available.",
+                ev.RejectReason.UNAVAILABLE: "The agent service is unavailable.",
+                ev.RejectReason.ERROR: "The agent service failed.",
+            }[event.reason]
+        )
         self._fail(outcome, description, key, peer_closed=True, cause=event.reason.value)
 
     def fail_session_lost(self, _: EventData) -> None:
         assert isinstance(self.event, ev.BackendSessionLost)
-        self._fail(fx.TransferOutcome.ERROR, self.event.description or "The session was lost.",
-                   "transferFailedMessage", peer_closed=True, cause="session lost")
+        self._fail(
+            fx.TransferOutcome.ERROR,
+            self.event.description or "The session was lost.",
+            "transferFailedMessage",
+            peer_closed=True,
+            cause="session lost",
+        )
 
     # -- actions: timers --------------------------------------------------------------------------
 
     def fail_queue_timeout(self, _: EventData) -> None:
-        self._fail(fx.TransferOutcome.NO_AGENT_AVAILABLE, "No agent joined before the queue timeout.",
-                   "queueTimeoutMessage", peer_closed=False, cause="queue timeout")
+        self._fail(
+            fx.TransferOutcome.NO_AGENT_AVAILABLE,
+            "No agent joined before the queue timeout.",
+            "queueTimeoutMessage",
+            peer_closed=False,
+            cause="queue timeout",
+        )
 
     def end_idle_chat(self, _: EventData) -> None:
         self.cause = "idle timeout"
@@ -510,7 +536,8 @@ class _StepContext:
     def rearm_idle_timer(self, _: EventData) -> None:
         timeout = self.policy.idle_timeout
         last = self.conv.last_activity_at
-        assert timeout is not None and last is not None  # idle_expired covers the other cases
+        assert timeout is not None
+        assert last is not None
         self._schedule(ev.TimerKind.IDLE_TIMEOUT, last + timeout - self.event.at)
 
     # -- shared pieces ----------------------------------------------------------------------------
@@ -587,8 +614,12 @@ class _StepContext:
         self._cancel_timers()
         for message in self.get("pending"):
             # Nothing a user said is lost: an agent never came, so the bot gets it.
-            self.emit(fx.ForwardToBot, text=message.text, bot=self.get("bot"),
-                      message_id=message.message_id)
+            self.emit(
+                fx.ForwardToBot,
+                text=message.text,
+                bot=self.get("bot"),
+                message_id=message.message_id,
+            )
         self.set(
             pending=(),
             agent_session=None,
@@ -617,8 +648,9 @@ class _StepContext:
         timer_id = f"{session}:{kind.value}:{self.step}"
         timer = Timer(kind=kind, timer_id=timer_id, set_at=self.event.at, delay=delay)
         self.set(timers=(*self.get("timers"), timer))
-        self.emit(fx.ScheduleTimer, timer=kind, timer_id=timer_id, delay=delay,
-                  set_at=self.event.at)
+        self.emit(
+            fx.ScheduleTimer, timer=kind, timer_id=timer_id, delay=delay, set_at=self.event.at
+        )
 
     def _cancel_timers(self, kind: ev.TimerKind | None = None) -> None:
         fired = self.event.timer_id if isinstance(self.event, ev.TimerFired) else None
@@ -643,9 +675,7 @@ def _peer_key(event: ev.Event) -> str | None:
     return None
 
 
-def handle(
-    conversation: Conversation, event: ev.Event, policy: Policy = DEFAULT_POLICY
-) -> Step:
+def handle(conversation: Conversation, event: ev.Event, policy: Policy = DEFAULT_POLICY) -> Step:
     """Apply one event. Returns the new record (with its outbox) and the effects to run.
 
     Raises :class:`LocalProtocolError` (our side's event is illegal here) or
@@ -683,9 +713,7 @@ def handle(
     changes = context.changes
     if isinstance(event, ev.TimerFired):
         # The timer that fired is spent (an action may already have replaced the list).
-        changes["timers"] = tuple(
-            t for t in context.get("timers") if t.timer_id != event.timer_id
-        )
+        changes["timers"] = tuple(t for t in context.get("timers") if t.timer_id != event.timer_id)
     if peer_key is not None:
         changes["seen"] = (*conversation.seen, peer_key)[-policy.dedup_window :]
     cursor = getattr(event, "cursor", None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from typing import ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 import attrs
 
@@ -86,7 +86,7 @@ class TimerKind(enum.Enum):
 # -- validation helpers: bad input is the caller's fault, so LocalProtocolError -------------------
 
 
-def _finite_time(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _finite_time(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise LocalProtocolError(
             f"{type(instance).__name__}.{attribute.name}: expected a finite number of seconds "
@@ -94,14 +94,14 @@ def _finite_time(instance: object, attribute: attrs.Attribute[float], value: flo
         )
 
 
-def _text(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+def _text(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str):
         raise LocalProtocolError(
             f"{type(instance).__name__}.{attribute.name}: expected str, got {type(value).__name__}"
         )
 
 
-def _non_empty(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     _text(instance, attribute, value)
     if not value:
         raise LocalProtocolError(
@@ -109,7 +109,7 @@ def _non_empty(instance: object, attribute: attrs.Attribute[str], value: str) ->
         )
 
 
-def _optional_text(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+def _optional_text(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise LocalProtocolError(
             f"{type(instance).__name__}.{attribute.name}: expected str or None, "
@@ -117,7 +117,7 @@ def _optional_text(instance: object, attribute: attrs.Attribute[str | None], val
         )
 
 
-def _optional_count(instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+def _optional_count(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -127,9 +127,7 @@ def _optional_count(instance: object, attribute: attrs.Attribute[int | None], va
         )
 
 
-def _optional_seconds(
-    instance: object, attribute: attrs.Attribute[float | None], value: float | None
-) -> None:
+def _optional_seconds(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
     if (
@@ -144,7 +142,7 @@ def _optional_seconds(
         )
 
 
-def _flat_mapping(instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+def _flat_mapping(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None and attribute.name == "cursor":
         return
     if not isinstance(value, Mapping):
@@ -169,7 +167,7 @@ def _frozen_mapping(value: Mapping[str, Scalar] | None) -> Mapping[str, Scalar] 
     return dict(value) if isinstance(value, Mapping) else value
 
 
-# -- the events -------------------------------------------------------------------------------------
+# -- the events ---------------------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
@@ -226,9 +224,7 @@ class BotReplied(BotEvent):
 
     TRIGGER: ClassVar[str] = "bot_replied"
     text: str = attrs.field(validator=_text)
-    not_understood: bool = attrs.field(
-        default=False, validator=attrs.validators.instance_of(bool)
-    )
+    not_understood: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen(kw_only=True)
@@ -256,9 +252,7 @@ def _targets(value: object) -> tuple[EscalationTarget, ...]:
     raise LocalProtocolError(f"targets: expected a tuple of EscalationTarget, got {value!r}")
 
 
-def _target_items(
-    instance: object, attribute: attrs.Attribute[tuple[EscalationTarget, ...]], value: object
-) -> None:
+def _target_items(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     assert isinstance(value, tuple)
     for item in value:
         if not isinstance(item, EscalationTarget):
@@ -308,7 +302,8 @@ class BotTransferRequested(BotEvent):
 class AgentEvent(Event):
     """Something the agent backend reported for one agent session.
 
-    ``session`` is the id the core gave the session in :class:`~handoff_core.effects.OpenAgentSession`;
+    ``session`` is the id the core gave the session in
+    :class:`~handoff_core.effects.OpenAgentSession`;
     events of any other session are stale and dropped.
     """
 

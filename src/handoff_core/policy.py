@@ -6,6 +6,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -36,14 +37,16 @@ def normalize_utterance(text: str) -> str:
     return _SPACES.sub(" ", _PUNCTUATION.sub(" ", text)).strip()
 
 
-def _positive_int(instance: Policy, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+def _positive_int(instance: Policy, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise LocalProtocolError(f"Policy.{attribute.name}: expected an int ≥ 1 or None, got {value!r}")
+        raise LocalProtocolError(
+            f"Policy.{attribute.name}: expected an int ≥ 1 or None, got {value!r}"
+        )
 
 
-def _seconds(instance: Policy, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+def _seconds(instance: Policy, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
     if (
@@ -54,6 +57,13 @@ def _seconds(instance: Policy, attribute: attrs.Attribute[float | None], value: 
     ):
         raise LocalProtocolError(
             f"Policy.{attribute.name}: expected positive seconds or None, got {value!r}"
+        )
+
+
+def _match_mode(instance: Policy, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in ("exact", "contains"):
+        raise LocalProtocolError(
+            f"Policy.phrase_match: expected 'exact' or 'contains', got {value!r}"
         )
 
 
@@ -110,9 +120,7 @@ class Policy:
     escalation_phrases: tuple[str, ...] = attrs.field(
         default=DEFAULT_ESCALATION_PHRASES, converter=_phrases
     )
-    phrase_match: str = attrs.field(
-        default="exact", validator=attrs.validators.in_(("exact", "contains"))
-    )
+    phrase_match: str = attrs.field(default="exact", validator=_match_mode)
     end_keyword: str = attrs.field(default="endagentchat", converter=_keyword)
     max_bot_errors: int | None = attrs.field(default=3, validator=_positive_int)
     max_not_understood: int | None = attrs.field(default=3, validator=_positive_int)

@@ -38,9 +38,7 @@ class AgentBackend(Protocol):
     ) -> bool:
         """Is any agent available for these targets right now?"""
 
-    async def open(
-        self, conversation: Conversation, request: fx.OpenAgentSession
-    ) -> ev.Cursor:
+    async def open(self, conversation: Conversation, request: fx.OpenAgentSession) -> ev.Cursor:
         """Request an agent; return the cursor from which :meth:`events` can follow the session.
 
         Must not wait for an agent: acceptance, queue updates and the join arrive as events.
@@ -115,5 +113,5 @@ class SessionStore(Protocol):
         """Conversations with work to resume: an outbox, an agent session, or timers."""
 
 
-class StaleConversation(Exception):  # noqa: N818 - the name says what happened
+class StaleConversation(Exception):
     """``SessionStore.save`` lost a race: the stored conversation moved on."""

@@ -2,9 +2,9 @@
 
 One data path for everything that happens to a conversation::
 
-    feed(cid, event) → lock(cid) → load → handle → save(state + outbox) → perform effects → mark done
-                                                                   └→ results that matter are events,
-                                                                      fed back through the same path
+    feed(cid, event) → lock(cid) → load → handle → save(state + outbox)
+                    → perform effects → mark done
+                    └→ results that matter are events, fed back through the same path
 
 * Work is serialized per conversation (never two steps of one conversation at once) and runs
   concurrently across conversations.
@@ -37,7 +37,13 @@ from handoff_core import events as ev
 from handoff_core.conversation import DEFAULT_POLICY, Conversation, handle
 from handoff_core.errors import HandoffError
 from handoff_core.policy import Policy
-from handoff_core.ports import AgentBackend, BotPlatform, SessionStore, StaleConversation, UserChannel
+from handoff_core.ports import (
+    AgentBackend,
+    BotPlatform,
+    SessionStore,
+    StaleConversation,
+    UserChannel,
+)
 
 __all__ = ["BackendChooser", "MemoryStore", "Runtime"]
 
@@ -181,7 +187,9 @@ class Runtime:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[Runtime] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[Runtime] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Run until cancelled: timers, backend event pumps, and resuming stored work."""
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
@@ -221,8 +229,9 @@ class Runtime:
                     and conversation.agent_cursor is not None
                     and conversation.agent_session not in self._pumps
                 ):
-                    self._start_pump(conversation, conversation.agent_session,
-                                     conversation.agent_cursor)
+                    self._start_pump(
+                        conversation, conversation.agent_session, conversation.agent_cursor
+                    )
                 await self._drain(conversation.id, followups)
 
     # -- the inbound API --------------------------------------------------------------------------
@@ -294,13 +303,21 @@ class Runtime:
             step = handle(conversation, event, self.policy)
         except HandoffError as exc:
             self.stats["rejected"] += 1
-            log.warning("conversation %s: %s refused: %s", conversation_id,
-                        type(event).__name__, exc.message)
+            log.warning(
+                "conversation %s: %s refused: %s",
+                conversation_id,
+                type(event).__name__,
+                exc.message,
+            )
             return [exc.hint, *followups] if exc.hint is not None else followups
         if step.dropped:
             self.stats[f"dropped:{step.dropped}"] += 1
-            log.debug("conversation %s: %s dropped (%s)", conversation_id,
-                      type(event).__name__, step.dropped)
+            log.debug(
+                "conversation %s: %s dropped (%s)",
+                conversation_id,
+                type(event).__name__,
+                step.dropped,
+            )
             return followups
         self.stats["steps"] += 1
         await self.store.save(
@@ -326,8 +343,12 @@ class Runtime:
         except Exception as exc:  # a port failed: turn it into an event, never a crash
             self.stats["port_errors"] += 1
             description = _describe(exc)
-            log.warning("conversation %s: %s failed: %s", conversation.id,
-                        type(effect).__name__, description)
+            log.warning(
+                "conversation %s: %s failed: %s",
+                conversation.id,
+                type(effect).__name__,
+                description,
+            )
             return self._failure_event(conversation, effect, description)
 
     async def _dispatch(self, conversation: Conversation, effect: fx.Effect) -> list[ev.Event]:
@@ -365,8 +386,9 @@ class Runtime:
                     scope.cancel()
                 await self._backend(conversation).close(conversation, effect)
             case fx.ScheduleTimer():
-                self._arm(conversation.id, effect.timer_id, effect.timer,
-                          effect.set_at + effect.delay)
+                self._arm(
+                    conversation.id, effect.timer_id, effect.timer, effect.set_at + effect.delay
+                )
             case fx.CancelTimer():
                 self._timers.pop(effect.timer_id, None)
             case _:
@@ -384,11 +406,18 @@ class Runtime:
                 session = conversation.agent_session
                 if session is None:
                     return []
-                return [ev.TransferRejected(at=now, session=session,
-                                            reason=ev.RejectReason.ERROR, description=description)]
+                return [
+                    ev.TransferRejected(
+                        at=now,
+                        session=session,
+                        reason=ev.RejectReason.ERROR,
+                        description=description,
+                    )
+                ]
             case fx.ForwardToAgent():
-                return [ev.BackendSessionLost(at=now, session=effect.session,
-                                              description=description)]
+                return [
+                    ev.BackendSessionLost(at=now, session=effect.session, description=description)
+                ]
         # Typing indicators, deliveries and closes: nothing the conversation can do; logged.
         return []
 
@@ -438,8 +467,9 @@ class Runtime:
                         await self.feed(conversation.id, event)
             except Exception as exc:
                 description = _describe(exc)
-                log.warning("conversation %s: agent event stream failed: %s",
-                            conversation.id, description)
+                log.warning(
+                    "conversation %s: agent event stream failed: %s", conversation.id, description
+                )
         if scope.cancel_called:
             return
         if self._pumps.get(session) is scope:
@@ -447,12 +477,16 @@ class Runtime:
         # The stream is gone while the core may still think the session lives: say so. The core
         # drops this as stale if the session already ended normally.
         with anyio.CancelScope(shield=True):
-            await self.feed(conversation.id, ev.BackendSessionLost(
-                at=self.clock(), session=session, description=description))
+            await self.feed(
+                conversation.id,
+                ev.BackendSessionLost(at=self.clock(), session=session, description=description),
+            )
 
     # -- timers -----------------------------------------------------------------------------------
 
-    def _arm(self, conversation_id: str, timer_id: str, kind: ev.TimerKind, fires_at: float) -> None:
+    def _arm(
+        self, conversation_id: str, timer_id: str, kind: ev.TimerKind, fires_at: float
+    ) -> None:
         self._timers[timer_id] = fires_at
         heapq.heappush(self._timer_heap, (fires_at, timer_id, conversation_id, kind))
         self._timer_wakeup.set()
@@ -473,8 +507,9 @@ class Runtime:
                 await self._timer_wakeup.wait()
 
     async def _fire(self, conversation_id: str, timer_id: str, kind: ev.TimerKind) -> None:
-        await self.feed(conversation_id,
-                        ev.TimerFired(at=self.clock(), timer=kind, timer_id=timer_id))
+        await self.feed(
+            conversation_id, ev.TimerFired(at=self.clock(), timer=kind, timer_id=timer_id)
+        )
 
     # -- introspection ----------------------------------------------------------------------------
 
@@ -492,4 +527,3 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
-

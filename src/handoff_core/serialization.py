@@ -56,7 +56,7 @@ def _is_scalar_mapping(tp: Any) -> bool:
     if origin is None:
         # Optional[Mapping[...]] is a Union; handle the Mapping part only.
         return False
-    return origin is Mapping or origin is dict and tp.__args__[0] is str
+    return origin is Mapping or (origin is dict and tp.__args__[0] is str)
 
 
 def _is_optional_scalar_mapping(tp: Any) -> bool:
@@ -129,9 +129,7 @@ def unstructure_event(event: ev.Event) -> dict[str, Any]:
 
 def structure_event(data: Mapping[str, Any]) -> ev.Event:
     try:
-        event: ev.Event = converter.structure(
-            dict(data), _union(tuple(ev.EVENT_TYPES.values()))
-        )
+        event: ev.Event = converter.structure(dict(data), _union(tuple(ev.EVENT_TYPES.values())))
     except LocalProtocolError:
         raise
     except Exception as exc:

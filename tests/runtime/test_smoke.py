@@ -17,15 +17,18 @@ async def test_user_gets_agent_and_ends() -> None:
         await runtime.user_said("c1", "agent")
         await channel.wait_for("c1", lambda texts, keys: "endChatFromUserInstruction" in keys)
         conv = await runtime.get("c1")
-        assert conv is not None and conv.state is State.AGENT_CONNECTED
+        assert conv is not None
+        assert conv.state is State.AGENT_CONNECTED
         await runtime.user_said("c1", "my order is late")
         assert agents.sent == [("c1#1", "my order is late")]
         agents.push("c1#1", __import__("handoff_core").AgentMessage, text="Let me check")
         await channel.wait_for("c1", lambda texts, keys: "Let me check" in texts)
         conv = await runtime.user_said("c1", "endagentchat")
-        assert conv is not None and conv.state is State.USER_ENDED
+        assert conv is not None
+        assert conv.state is State.USER_ENDED
         assert agents.closed[0][0] == "c1#1"
         conv = await runtime.user_said("c1", "thanks")
-        assert conv is not None and conv.state is State.BOT
+        assert conv is not None
+        assert conv.state is State.BOT
     agents.close_all()
     assert channel.texts("c1")[0] == "bot: hello"

@@ -1,7 +1,7 @@
 """Default system-message texts, one module per language, all written for this project.
 
-Language codes are lowercase with an underscore (``zh_cn``); :func:`handoff_core.messages.resolve_language`
-maps ``zh-CN``, ``pt_BR``, ``en-US``… onto them.
+Language codes are lowercase with an underscore (``zh_cn``);
+:func:`handoff_core.messages.resolve_language` maps ``zh-CN``, ``pt_BR``, ``en-US``… onto them.
 """
 
 from handoff_core.locales import (

@@ -8,11 +8,15 @@ MESSAGES: dict[str, str] = {
     ),
     "agentJoinedMessage": "{agent} has joined the chat.",
     "agentJoinedUnnamedMessage": "An agent has joined the chat.",
-    "endChatFromUserInstruction": 'You can type "{keyword}" at any time to end the chat with the agent.',
+    "endChatFromUserInstruction": (
+        'You can type "{keyword}" at any time to end the chat with the agent.'
+    ),
     "conversationClosedMessage": (
         "The agent has ended the chat. You are back with the virtual assistant."
     ),
-    "userEndedMessage": "You have ended the chat with the agent. You are back with the virtual assistant.",
+    "userEndedMessage": (
+        "You have ended the chat with the agent. You are back with the virtual assistant."
+    ),
     "handoffCancelledMessage": (
         "You cancelled the request for an agent. You are back with the virtual assistant."
     ),
