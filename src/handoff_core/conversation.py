@@ -17,7 +17,7 @@ from transitions import EventData, MachineError
 from handoff_core import effects as fx
 from handoff_core import events as ev
 from handoff_core.errors import LocalProtocolError, RemoteProtocolError
-from handoff_core.machine import AGENT_TRIGGERS, MACHINE, State
+from handoff_core.machine import AGENT_TRIGGERS, MACHINE, ROW_OF_TRANSITION, State
 from handoff_core.messages import resolve_language
 from handoff_core.policy import Policy
 
@@ -170,6 +170,8 @@ class Step:
 
     conversation: Conversation
     effects: tuple[fx.Effect, ...]
+    #: The index of the row of :data:`handoff_core.machine.TRANSITIONS` that fired.
+    row: int | None = None
     #: Set when the event was dropped without a step: ``"duplicate"``, ``"stale session"``,
     #: ``"stale timer"``. The conversation is then returned unchanged.
     dropped: str | None = None
@@ -190,6 +192,7 @@ class _StepContext:
         self.effects: list[fx.Effect] = []
         self.cause = event.TRIGGER
         self.step = conversation.step + 1
+        self.row: int | None = None
 
     # -- reading the record with this step's changes applied ------------------------------------
 
@@ -228,6 +231,9 @@ class _StepContext:
     @property
     def end_keyword(self) -> str:
         return self.get("end_keyword") or self.policy.end_keyword
+
+    def note_transition(self, event_data: EventData) -> None:
+        self.row = ROW_OF_TRANSITION[id(event_data.transition)]
 
     # -- guards -----------------------------------------------------------------------------------
 
@@ -737,7 +743,7 @@ def handle(conversation: Conversation, event: ev.Event, policy: Policy = DEFAULT
     new = attrs.evolve(
         conversation, state=context.state, step=context.step, outbox=effects, **changes
     )
-    return Step(conversation=new, effects=effects)
+    return Step(conversation=new, effects=effects, row=context.row)
 
 
 _TRIGGERABLE: Final = frozenset(MACHINE.events)

@@ -29,6 +29,7 @@ from transitions import Machine
 
 __all__ = [
     "AGENT_TRIGGERS",
+    "ROW_OF_TRANSITION",
     "MACHINE",
     "TRANSITIONS",
     "TRIGGERS",
@@ -191,7 +192,36 @@ MACHINE: Final = Machine(
     send_event=True,
     queued=False,
     ignore_invalid_triggers=False,
+    # Lets the step know which row fired (for the audit trail, tests and diagnostics).
+    before_state_change="note_transition",
 )
+
+
+def _rows_by_transition() -> dict[int, int]:
+    """Map each ``transitions.Transition`` the machine built back to its row in the table."""
+    rows: dict[int, int] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for index, row in enumerate(TRANSITIONS):
+        for source in row["source"]:
+            built = MACHINE.events[row["trigger"]].transitions[source.name]
+            position = seen.get((row["trigger"], source.name), 0)
+            seen[(row["trigger"], source.name)] = position + 1
+            rows[id(built[position])] = index
+    return rows
+
+
+#: id(Transition) → index in :data:`TRANSITIONS`.
+ROW_OF_TRANSITION: Final = _rows_by_transition()
+
+
+def row_label(index: int) -> str:
+    """A readable name for a table row: ``user_message: bot -> escalating [asks_for_agent]``."""
+    row = TRANSITIONS[index]
+    sources = ",".join(s.value for s in row["source"])
+    dest = row["dest"].value if row["dest"] is not None else "(stay)"
+    guards = [*row.get("conditions", []), *(f"not {u}" for u in row.get("unless", []))]
+    suffix = f" [{' and '.join(guards)}]" if guards else ""
+    return f"{row['trigger']}: {sources} -> {dest}{suffix}"
 
 
 def legal_triggers(state: State) -> frozenset[str]:
