@@ -1,4 +1,4 @@
-"""Hypothesis: every (state × event) pair, and random event sequences, keep the core's promises."""
+"""Hypothesis: every (state x event) pair, and random event sequences, keep the core's promises."""
 
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ def check_record(conv: Conversation) -> None:
     if conv.state in BOT_OWNS and conv.escalation is not None:
         assert conv.escalation.outcome_reported
     if conv.state is State.AGENT_CONNECTED:
-        assert conv.escalation is not None and conv.escalation.outcome_reported
+        assert conv.escalation is not None
+        assert conv.escalation.outcome_reported
     assert structure_conversation(unstructure_conversation(conv)) == conv
 
 
@@ -103,7 +104,8 @@ def test_any_state_any_event(state: State, policy: Policy, data: st.DataObject) 
     assert new.outbox == step.effects
     assert len({e.key for e in step.effects}) == len(step.effects)
     if new.state is not conv.state:
-        assert new.audit[-1].source is conv.state and new.audit[-1].dest is new.state
+        assert new.audit[-1].source is conv.state
+        assert new.audit[-1].dest is new.state
     check_record(new)
     assert unstructure_conversation(conv) == snapshot
 

@@ -58,7 +58,8 @@ def test_rows_for_each_state_end_unguarded(state: State) -> None:
     for trigger in legal_triggers(state) - guarded_by_design:
         rows = [r for r in TRANSITIONS if r["trigger"] == trigger and state in r["source"]]
         last = rows[-1]
-        assert not last.get("conditions") and not last.get("unless"), (trigger, state)
+        assert not last.get("conditions"), (trigger, state)
+        assert not last.get("unless"), (trigger, state)
 
 
 def test_no_dead_ends() -> None:
