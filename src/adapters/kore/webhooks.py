@@ -1,0 +1,201 @@
+"""The BotKit-compatible inbound routes: Kore webhooks → ``Runtime.feed``.
+
+``POST {prefix}/sdk/bots/{botId}/{eventName}`` and
+``POST {prefix}/sdk/bots/{botId}/components/{componentId}/{eventName}`` (``protocols/kore.md`` §3).
+Each request is checked completely (JWT, size, JSON, field types, required fields) before anything
+is applied; a bad one gets a 4xx ``application/problem+json`` naming the field. A good one becomes
+one core event; the core decides what happens (who owns the conversation), and its effects run
+through :class:`~handoff_adapters.kore.client.KoreBotKit` before the webhook is answered, so the
+step is stored (with its outbox) by the time the platform gets its 200.
+
+=====================  ======================================================================
+``on_user_message``    ``UserMessage`` (the core sends it to the bot, or to the agent)
+``on_bot_message``     ``BotReplied`` (delivered to the user unless an agent owns the chat)
+``on_agent_transfer``  ``BotEscalated`` with pre-chat from ``miawMetaInfo.preChatInfo``, the end
+                       keyword from ``miawMetaInfo.endChatShortHandCommand``, the user's identity
+                       as variables, targets from ``BotUserSession.handoffTargets``
+``on_event``           acknowledged (dialog ends and contact-center events change nothing here)
+=====================  ======================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from handoff_adapters.kore.auth import AuthError, KoreApps
+from handoff_adapters.kore.client import KoreBotKit
+from handoff_adapters.kore.wire import EVENT_NAMES, KoreCallbacks, Webhook, field_of, parse_webhook
+from handoff_adapters.service.problems import MAX_BODY, BadRequest, problem, read_json_object
+from handoff_core import events as ev
+from handoff_core.errors import RemoteProtocolError
+from handoff_core.runtime import Runtime
+
+__all__ = ["KoreWebhooks", "conversation_id"]
+
+log = logging.getLogger("handoff.kore")
+
+
+def conversation_id(bot_id: str, user_id: str) -> str:
+    return f"kore:{bot_id}:{user_id}"
+
+
+class KoreWebhooks:
+    """The routes, bound to a runtime (or a function returning the running one)."""
+
+    def __init__(
+        self,
+        runtime: Runtime | Callable[[], Runtime | None],
+        botkit: KoreBotKit,
+        *,
+        apps: KoreApps | None = None,
+        prefix: str = "",
+        max_body: int = MAX_BODY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._runtime = runtime
+        self.botkit = botkit
+        self.apps = apps if apps is not None else botkit.apps
+        self.prefix = prefix.rstrip("/")
+        self.max_body = max_body
+        self.clock = clock
+        #: Webhooks by event name and outcome ("ok", or the HTTP status of a refusal).
+        self.received: dict[tuple[str, str], int] = {}
+
+    def routes(self) -> list[BaseRoute]:
+        base = f"{self.prefix}/sdk/bots/{{bot_id}}"
+        return [
+            Route(
+                f"{base}/components/{{component_id}}/{{event_name}}",
+                self.endpoint,
+                methods=["POST"],
+            ),
+            Route(f"{base}/{{event_name}}", self.endpoint, methods=["POST"]),
+        ]
+
+    def runtime(self) -> Runtime | None:
+        return self._runtime if isinstance(self._runtime, Runtime) else self._runtime()
+
+    async def endpoint(self, request: Request) -> Response:
+        bot_id = request.path_params["bot_id"]
+        event_name = request.path_params["event_name"]
+        try:
+            try:
+                self.apps.verify(bot_id, request.headers.get("token"))
+            except AuthError as exc:
+                raise BadRequest(401, "Unauthorized", str(exc), field="token") from None
+            _check_event_name(event_name)
+            body = await read_json_object(request, limit=self.max_body)
+            try:
+                webhook = parse_webhook(body)
+                cid, callbacks, event = self.translate(bot_id, event_name, webhook)
+            except RemoteProtocolError as exc:
+                raise BadRequest(422, "Invalid webhook", exc.message, field=field_of(exc)) from None
+        except BadRequest as exc:
+            self._count(event_name, str(exc.status))
+            return exc.response()
+        runtime = self.runtime()
+        if runtime is None:
+            self._count(event_name, "503")
+            return problem(503, "Not ready", "the service is starting or stopping")
+        if event is not None:
+            try:
+                with self.botkit.handling(cid, callbacks):
+                    await self._apply(runtime, cid, webhook, event)
+            except Exception:
+                log.exception("conversation %s: %s could not be applied", cid, event_name)
+                self._count(event_name, "503")
+                return problem(503, "Unavailable", "the conversation could not be updated")
+        self._count(event_name, "ok")
+        # BotKit answers with the request it received (ackImmediately events).
+        return JSONResponse(body)
+
+    async def _apply(self, runtime: Runtime, cid: str, webhook: Webhook, event: ev.Event) -> None:
+        name = webhook.user_name()
+        if name is not None and await runtime.get(cid) is None:
+            await runtime.start(cid, user_name=name)
+        await runtime.feed(cid, event)
+
+    def translate(
+        self, bot_id: str, event_name: str, webhook: Webhook
+    ) -> tuple[str, KoreCallbacks, ev.Event | None]:
+        """One webhook → (conversation id, callbacks, core event); raises naming a bad field."""
+        user_id = webhook.user_id
+        if not user_id:
+            raise RemoteProtocolError("required field missing @ $.channel.channelInfos.from")
+        if not webhook.sendUserMessageUrl:
+            raise RemoteProtocolError("required field missing @ $.sendUserMessageUrl")
+        _check_url(webhook.sendUserMessageUrl, "sendUserMessageUrl")
+        for name in ("sendBotMessageUrl", "baseUrl"):
+            value = getattr(webhook, name)
+            if value is not None:
+                _check_url(value, name)
+        request_id = webhook.requestId or secrets.token_hex(16)  # BotKit generates one too
+        callbacks = KoreCallbacks(
+            bot_id=bot_id,
+            request_id=request_id,
+            user_id=user_id,
+            channel=webhook.channel_type,
+            base_url=webhook.baseUrl,
+            send_user_message_url=webhook.sendUserMessageUrl,
+            send_bot_message_url=webhook.sendBotMessageUrl,
+        )
+        cid = conversation_id(bot_id, user_id)
+        now = self.clock()
+        event: ev.Event | None
+        if event_name == "on_user_message":
+            if webhook.message is None:
+                raise RemoteProtocolError("required field missing @ $.message")
+            if not webhook.sendBotMessageUrl:
+                raise RemoteProtocolError("required field missing @ $.sendBotMessageUrl")
+            event = ev.UserMessage(at=now, text=webhook.message, message_id=request_id)
+        elif event_name == "on_bot_message":
+            if webhook.message is None:
+                raise RemoteProtocolError("required field missing @ $.message")
+            event = ev.BotReplied(
+                at=now,
+                text=webhook.message,
+                peer_id=f"msg:{request_id}",
+                cursor=callbacks.to_cursor(),
+            )
+        elif event_name == "on_agent_transfer":
+            event = ev.BotEscalated(
+                at=now,
+                reason=ev.EscalationReason.BOT_DECISION,
+                targets=webhook.targets(),
+                variables=webhook.identity(),
+                prechat=webhook.prechat(),
+                end_keyword=webhook.end_keyword(),
+                message_id=request_id,
+                peer_id=f"transfer:{request_id}",
+                cursor=callbacks.to_cursor(),
+            )
+        else:  # on_event: dialog ends and contact-center events change nothing here
+            event = None
+        return cid, callbacks, event
+
+    def _count(self, event_name: str, outcome: str) -> None:
+        key = (event_name if event_name in EVENT_NAMES else "unknown", outcome)
+        self.received[key] = self.received.get(key, 0) + 1
+
+
+def _check_event_name(event_name: str) -> None:
+    if event_name not in EVENT_NAMES:
+        expected = ", ".join(sorted(EVENT_NAMES))
+        raise BadRequest(
+            404,
+            "Unknown event",
+            f"unknown event {event_name!r}; expected one of {expected}",
+            field="eventName",
+        )
+
+
+def _check_url(value: str, name: str) -> None:
+    if not value.startswith(("https://", "http://")):
+        raise RemoteProtocolError(f"expected an http(s) URL @ $.{name}")
