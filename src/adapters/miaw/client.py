@@ -31,7 +31,7 @@ import math
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, Final
 
@@ -313,6 +313,7 @@ class MiawBackend:
             reconcile = True
         attempt = 0
         while True:
+            stream: AsyncGenerator[ServerSentEvent, None] | None = None
             try:
                 if response is None:
                     if reconcile and session not in self._tokens:
@@ -321,19 +322,20 @@ class MiawBackend:
                     response = await self._connect(position)
                 attempt = 0
                 if reconcile:
-                    async for event in self._reconcile(conversation, session, position):
-                        yield event
-                        if _is_final(event):
-                            return
-                    yield ev.AgentCursorAdvanced(
-                        at=self._clock(), session=session, cursor=position.cursor()
-                    )
-                async with aclosing(EventSource(response).aiter_sse()) as stream:
-                    async for sse in stream:
-                        for event in await self._on_sse(conversation, session, position, sse):
+                    async with aclosing(self._reconcile(conversation, session, position)) as missed:
+                        async for event in missed:
                             yield event
                             if _is_final(event):
                                 return
+                    yield ev.AgentCursorAdvanced(
+                        at=self._clock(), session=session, cursor=position.cursor()
+                    )
+                stream = EventSource(response).aiter_sse()
+                async for sse in stream:
+                    for event in await self._on_sse(conversation, session, position, sse):
+                        yield event
+                        if _is_final(event):
+                            return
                 self.stats["streams_ended"] += 1
                 log.info("conversation %s: MIAW event stream ended; reconnecting", conversation.id)
             except SessionExpired as exc:
@@ -354,7 +356,7 @@ class MiawBackend:
                     raise  # the stream is refused for good (bad org id, deployment…)
             finally:
                 if response is not None:
-                    await _close_quietly(response)
+                    await _close_stream(response, stream)
                     response = None
             attempt += 1
             if attempt > self._reconnect_attempts:
@@ -833,6 +835,27 @@ def _expect_ok(response: httpx.Response, what: str) -> None:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+async def _close_stream(
+    response: httpx.Response, stream: AsyncGenerator[ServerSentEvent, None] | None
+) -> None:
+    """Close an SSE response and finish the generators reading it.
+
+    httpx and httpcore read bodies through a chain of async generators; abandoning them half-way
+    leaves them to the garbage collector, which trio reports (encode/httpx#3686). Closing the
+    response first and then pulling once more makes every layer of the chain end with the read
+    error, so nothing is left half-consumed.
+    """
+    await _close_quietly(response)
+    if stream is None:
+        return
+    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+        try:
+            async for _ in stream:
+                pass
+        except Exception:  # any read error is the expected way out here
+            log.debug("an SSE stream ended while being closed", exc_info=True)
 
 
 async def _close_quietly(response: httpx.Response) -> None:

@@ -46,6 +46,8 @@ __all__ = [
 EventId = NewType("EventId", str)
 #: ``entryPayload``: a JSON *string* on SSE, a JSON *object* in the entries list (§3.7).
 RawPayload = NewType("RawPayload", object)
+#: A nested JSON object we read loosely (attachments, choice items).
+JsonObject = NewType("JsonObject", dict[str, Any])
 
 T = TypeVar("T")
 
@@ -115,14 +117,14 @@ class StaticContent:
     text: str | None = None
     title: str | None = None
     url: str | None = None
-    attachments: list[dict[str, Any]] = attrs.field(factory=list)
+    attachments: list[JsonObject] = attrs.field(factory=list)
 
 
 @attrs.frozen(kw_only=True)
 class Choices:
     format_type: str
     text: str | None = None
-    option_items: list[dict[str, Any]] = attrs.field(factory=list)
+    option_items: list[JsonObject] = attrs.field(factory=list)
 
 
 @attrs.frozen(kw_only=True)
@@ -235,7 +237,7 @@ converter.register_structure_hook(bool, _strict(bool, "a boolean"))
 converter.register_structure_hook(float, _float)
 converter.register_structure_hook(EventId, _event_id)
 converter.register_structure_hook(RawPayload, _raw_payload)
-converter.register_structure_hook(dict[str, Any], _strict(dict, "an object"))
+converter.register_structure_hook(JsonObject, _strict(dict, "an object"))
 
 _SNAKE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)+")
 
