@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -58,7 +59,7 @@ class RuleBot:
         if self.fail:
             raise ConnectionError("bot down")
         self.received.append((conversation.id, message.text))
-        now = 0.0
+        now = time.time()
         if message.text == "escalate me":
             return [
                 ev.BotReplied(at=now, text="Let me find someone for you."),
@@ -78,7 +79,7 @@ class RuleBot:
         self, conversation: Conversation, request: fx.StartBotSession
     ) -> Sequence[ev.BotEvent]:
         self.sessions.append((conversation.id, request.target_bot, dict(request.variables)))
-        return [ev.BotReplied(at=0.0, text=f"{request.target_bot} here")]
+        return [ev.BotReplied(at=time.time(), text=f"{request.target_bot} here")]
 
     async def report_transfer(
         self, conversation: Conversation, report: fx.ReportTransferOutcome
@@ -86,7 +87,7 @@ class RuleBot:
         self.reports.append((conversation.id, report.outcome))
         if report.outcome is fx.TransferOutcome.SUCCEEDED:
             return []
-        return [ev.BotReplied(at=0.0, text="The transfer failed; I'm back.")]
+        return [ev.BotReplied(at=time.time(), text="The transfer failed; I'm back.")]
 
 
 class ScriptedAgents:
@@ -131,7 +132,7 @@ class ScriptedAgents:
         self._counter += 1
         fields.setdefault("peer_id", str(self._counter))
         fields.setdefault("cursor", {"n": self._counter})
-        self._stream(session)[0].send_nowait(kind(at=0.0, session=session, **fields))
+        self._stream(session)[0].send_nowait(kind(at=time.time(), session=session, **fields))
 
     async def check_availability(
         self, conversation: Conversation, request: fx.CheckAgentAvailability
@@ -153,12 +154,12 @@ class ScriptedAgents:
     async def events(
         self, conversation: Conversation, session: str, cursor: ev.Cursor
     ) -> AsyncIterator[ev.AgentEvent]:
+        # Like a server-side session, the stream outlives one reader: a resumed runtime reads on.
         receive = self._stream(session)[1]
-        with receive:
-            async for event in receive:
-                yield event
-                if isinstance(event, ev.AgentEnded | ev.TransferRejected):
-                    return
+        async for event in receive:
+            yield event
+            if isinstance(event, ev.AgentEnded | ev.TransferRejected):
+                return
 
     async def send(self, conversation: Conversation, message: fx.ForwardToAgent) -> None:
         if self.fail_send:
