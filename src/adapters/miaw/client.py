@@ -128,6 +128,9 @@ class _Position:
     last_event_id: str | None
     since: int | None
     seen: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
+    #: The routing result's wait estimate: queue updates restate it (the core takes each queue
+    #: event as the whole picture).
+    estimated_wait: float | None = None
 
     def cursor(self) -> ev.Cursor:
         return {
@@ -319,7 +322,15 @@ class MiawBackend:
                     if reconcile and session not in self._tokens:
                         await self._continue(session, position)
                     position.token = await self._fresh_token(conversation, session, position)
-                    response = await self._connect(position)
+                    try:
+                        response = await self._connect(position)
+                    except SessionExpired:
+                        if self._identity_token is None:
+                            raise
+                        position.token = await self._renew(
+                            conversation, session, "the event stream refused the access token"
+                        )
+                        response = await self._connect(position)
                 attempt = 0
                 if reconcile:
                     async with aclosing(self._reconcile(conversation, session, position)) as missed:
@@ -723,7 +734,8 @@ class MiawBackend:
                         return []  # a transfer was routed: the join that follows says who
                     wait = result.estimated_wait_time
                     known = wait is not None and wait >= 0 and result.is_ewt_available is not False
-                    return [make(ev.AgentAccepted, estimated_wait=wait if known else None)]
+                    position.estimated_wait = wait if known else None
+                    return [make(ev.AgentAccepted, estimated_wait=position.estimated_wait)]
                 if not initial:
                     log.info(
                         "conversation %s: MIAW transfer routing failed: %s",
@@ -742,7 +754,13 @@ class MiawBackend:
                 queue = wire.decode_entry_payload(entry, wire.QueuePositionPayload)
                 if queue.position is None or queue.position < 0:
                     return []
-                return [make(ev.QueueUpdated, queue_position=queue.position)]
+                return [
+                    make(
+                        ev.QueueUpdated,
+                        queue_position=queue.position,
+                        estimated_wait=position.estimated_wait,
+                    )
+                ]
             case "ParticipantChanged":
                 changed = wire.decode_entry_payload(entry, wire.ParticipantChangedPayload)
                 events: list[ev.AgentEvent] = []
@@ -775,7 +793,7 @@ class MiawBackend:
 
     async def _reconcile(
         self, conversation: Conversation, session: str, position: _Position
-    ) -> AsyncIterator[ev.AgentEvent]:
+    ) -> AsyncGenerator[ev.AgentEvent, None]:
         """Entries we may have missed while the stream was down (§3.7, §4.6), oldest first."""
         path = f"{_API}/conversation/{position.conversation_id}/entries"
         start = position.since

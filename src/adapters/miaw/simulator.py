@@ -58,6 +58,11 @@ CALL_KINDS = frozenset(
 _EXPIRED_FRAME = b'data: {"status":401,"error":"Unauthorized","path":"/eventrouter/v1/sse"}\n\n'
 
 
+def _frame(event_id: int, event_name: str, data: str) -> bytes:
+    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return f"id: {event_id}\nevent: {event_name}\n{lines}\n".encode()
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -99,7 +104,8 @@ class _Identity:
     """One end user (one token subject): its events, in the order the stream sends them."""
 
     subject: str
-    events: list[tuple[int, str, str]] = attrs.field(factory=list)
+    #: ``(event id, the SSE frame)``
+    events: list[tuple[int, bytes]] = attrs.field(factory=list)
     waiters: list[anyio.Event] = attrs.field(factory=list)
 
     def wake(self) -> None:
@@ -172,7 +178,7 @@ class MiawSimulator:
         self._event_id = 1000
         self._last_ms = 0
         self._drop_generation = 0
-        self._expired_before = 0.0
+        self._token_generation = 0
         self._task_group: anyio.abc.TaskGroup | None = None
         self._changed: anyio.Event | None = None
         self.app = self._build_app()
@@ -290,9 +296,17 @@ class MiawSimulator:
         conversation.session_active = False
         self._routing_result(conversation, failure=reason)
 
+    def inject(self, conversation_id: str, event_name: str, data: str) -> None:
+        """Send an event with this ``data`` (any text, even broken JSON) to the user's stream."""
+        self._append(self.conversation(conversation_id), _frame(self._next_id(), event_name, data))
+
+    def inject_frame(self, conversation_id: str, frame: bytes) -> None:
+        """Send these bytes as they are on the user's stream (malformed frames)."""
+        self._append(self.conversation(conversation_id), frame)
+
     def expire_tokens(self) -> None:
         """Every token issued so far is expired from now on (new ones are fine)."""
-        self._expired_before = self.clock()
+        self._token_generation += 1
         for identity in self._identities.values():
             identity.wake()
 
@@ -375,12 +389,18 @@ class MiawSimulator:
             # On the stream the payload is a JSON string inside the JSON (reference §4.4).
             "conversationEntry": {**entry, "entryPayload": json.dumps(body)},
         }
+        self._append(conversation, _frame(self._next_id(), event_name, json.dumps(data)))
+        return entry
+
+    def _next_id(self) -> int:
         self._event_id += 1
+        return self._event_id
+
+    def _append(self, conversation: SimConversation, frame: bytes) -> None:
         identity = self._identity(conversation.subject)
-        identity.events.append((self._event_id, event_name, json.dumps(data)))
+        identity.events.append((self._event_id, frame))
         identity.wake()
         self._notify()
-        return entry
 
     def _participant(self, conversation: SimConversation, operation: str, name: str) -> None:
         change = {
@@ -471,6 +491,8 @@ class MiawSimulator:
             "orgId": self.org_id,
             "clientId": str(uuid.uuid4()),
             "iat": int(now),
+            # Tokens of an older generation are expired (``expire_tokens``).
+            "gen": self._token_generation,
             "exp": expires_at if expires_at is not None else now + self.token_ttl,
         }
         header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
@@ -512,7 +534,7 @@ class MiawSimulator:
             claims: dict[str, Any] = json.loads(_unb64(body))
         except ValueError:
             return None
-        if claims["exp"] <= self.clock() or claims["iat"] < self._expired_before:
+        if claims["exp"] <= self.clock() or claims["gen"] < self._token_generation:
             return None
         return claims
 
@@ -822,11 +844,11 @@ class MiawSimulator:
             waiter = anyio.Event()
             identity.waiters.append(waiter)
             while index < len(identity.events):
-                event_id, name, data = identity.events[index]
+                frame = identity.events[index][1]
                 index += 1
                 if self.faults.event_delay:
                     await anyio.sleep(self.faults.event_delay)
-                yield f"id: {event_id}\nevent: {name}\ndata: {data}\n\n".encode()
+                yield frame
                 sent += 1
                 if self.faults.drop_every and sent >= self.faults.drop_every:
                     self._count("dropped_streams")
@@ -835,7 +857,7 @@ class MiawSimulator:
                 self._count("dropped_streams")
                 return
             remaining = claims["exp"] - self.clock()
-            if remaining <= 0 or claims["iat"] < self._expired_before:
+            if remaining <= 0 or claims["gen"] < self._token_generation:
                 # What the real stream ends with when the JWT lapses (reference §4.6).
                 yield _EXPIRED_FRAME
                 return

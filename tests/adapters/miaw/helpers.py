@@ -47,7 +47,8 @@ class Stack:
 
     async def wait_state(self, state: State, conversation_id: str = "c1") -> None:
         with anyio.fail_after(5):
-            while await self.state(conversation_id) is not state:
+            # The store has no change notification: poll (cheap, in memory).
+            while await self.state(conversation_id) is not state:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
 
     async def wait_text(self, text: str, conversation_id: str = "c1") -> None:

@@ -2,27 +2,169 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import anyio
 import pytest
 
 from handoff_adapters.miaw.simulator import MiawSimulator
 from handoff_core import State
+from handoff_core import effects as fx
+from handoff_core.conversation import Conversation
 from tests.adapters.miaw.helpers import miaw_stack
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_agent_joins_talks_and_ends() -> None:
+async def test_agent_joins_talks_types_and_ends() -> None:
     async with miaw_stack() as stack:
         miaw = await stack.escalate()
         await stack.wait_text("Jane Agent has joined the chat.")
         assert await stack.state() is State.AGENT_CONNECTED
+        await stack.runtime.user_typing("c1", True)
         await stack.runtime.user_said("c1", "my order is late")
         with anyio.fail_after(5):
             await stack.sim.wait_for(lambda _: miaw.user_messages == ["my order is late"])
+        assert miaw.user_typing == [True]
+        stack.sim.typing(miaw.id, True)
         stack.sim.say(miaw.id, "Let me check")
         await stack.wait_text("Let me check")
+        assert ("c1", True) in stack.channel.typing_shown
         stack.sim.end(miaw.id)
         await stack.wait_state(State.BOT)
     # The user's own message came back on the stream (the echo) and was not shown to them.
     assert "my order is late" not in stack.channel.texts("c1")
+    assert stack.channel.texts("c1").count("Let me check") == 1
+
+
+async def test_prechat_becomes_routing_attributes() -> None:
+    async with miaw_stack() as stack:
+        await stack.runtime.start(
+            "c1", language="pt", prechat={"_firstName": "Ada", "OrderNumber": "A-1"}
+        )
+        miaw = await stack.escalate()
+    assert miaw.routing_attributes == {"_firstName": "Ada", "OrderNumber": "A-1"}
+    assert miaw.language == "pt"
+    assert miaw.id == miaw.id.lower()
+
+
+async def test_queue_position_and_wait_time_reach_the_user() -> None:
+    sim = MiawSimulator(queue_position=3, estimated_wait=120)
+    async with miaw_stack(sim) as stack:
+        miaw = await stack.escalate()
+        await stack.wait_key("estimatedWaitMessage")
+        conversation = await stack.runtime.get("c1")
+        assert conversation is not None
+        assert conversation.state is State.QUEUED
+        assert conversation.queue_position == 3
+        assert conversation.estimated_wait == 120
+        sim.join(miaw.id, "Sam")
+        await stack.wait_text("Sam has joined the chat.")
+
+
+async def test_routing_failure_is_a_rejected_transfer() -> None:
+    sim = MiawSimulator(routing_failure="No agents are available.")
+    async with miaw_stack(sim) as stack:
+        await stack.escalate()
+        await stack.wait_state(State.TRANSFER_FAILED)
+    assert stack.bot.reports == [("c1", fx.TransferOutcome.NO_AGENT_AVAILABLE)]
+
+
+async def test_transfer_to_another_agent_keeps_the_chat() -> None:
+    async with miaw_stack() as stack:
+        miaw = await stack.escalate()
+        await stack.wait_text("Jane Agent has joined the chat.")
+        stack.sim.transfer(miaw.id, "Second Agent")
+        await stack.wait_text("Second Agent has joined the chat.")
+        stack.sim.say(miaw.id, "Hi, I'm the second agent")
+        await stack.wait_text("Hi, I'm the second agent")
+        assert await stack.state() is State.AGENT_CONNECTED
+    assert any(k and k.startswith("agentTransferred") for k in stack.channel.keys("c1"))
+
+
+async def test_user_ending_the_chat_closes_the_conversation() -> None:
+    async with miaw_stack() as stack:
+        miaw = await stack.escalate()
+        await stack.wait_text("Jane Agent has joined the chat.")
+        await stack.runtime.user_said("c1", "endagentchat")
+        assert await stack.state() is State.USER_ENDED
+        with anyio.fail_after(5):
+            await stack.sim.wait_for(lambda _: miaw.closed)
+        assert stack.runtime.open_sessions == 0
+
+
+async def test_a_retried_send_is_not_duplicated() -> None:
+    async with miaw_stack() as stack:
+        miaw = await stack.escalate()
+        await stack.wait_text("Jane Agent has joined the chat.")
+        conversation = await stack.runtime.get("c1")
+        assert conversation is not None
+        assert conversation.agent_session is not None
+        effect = fx.ForwardToAgent(
+            key="c1/99/0", session=conversation.agent_session, ordinal=7, text="once"
+        )
+        await stack.backend.send(conversation, effect)
+        await stack.backend.send(conversation, effect)  # the step re-run after a crash
+    assert miaw.user_messages == ["once"]
+    assert miaw.duplicate_posts == 1
+
+
+async def test_417_resends_the_same_message_in_a_new_session() -> None:
+    async with miaw_stack() as stack:
+        miaw = await stack.escalate()
+        await stack.wait_text("Jane Agent has joined the chat.")
+        miaw.session_active = False  # the messaging session ended on Salesforce's side
+        await stack.runtime.user_said("c1", "are you there?")
+        with anyio.fail_after(5):
+            await stack.sim.wait_for(lambda _: miaw.user_messages == ["are you there?"])
+    assert miaw.new_sessions == 2
+    assert stack.sim.stats["rejected:417"] == 1
+    assert stack.backend.stats["new_messaging_sessions"] == 1
+
+
+async def test_429_waits_for_retry_after() -> None:
+    async with miaw_stack() as stack:
+        miaw = await stack.escalate()
+        await stack.wait_text("Jane Agent has joined the chat.")
+        stack.sim.fail_next("message", 429, retry_after=0.3)
+        started = anyio.current_time()
+        await stack.runtime.user_said("c1", "hello?")
+        elapsed = anyio.current_time() - started
+    assert miaw.user_messages == ["hello?"]
+    assert elapsed >= 0.3
+    assert stack.backend.stats["retried:429"] == 1
+
+
+async def test_expired_guest_token_ends_the_session_visibly() -> None:
+    async with miaw_stack() as stack:
+        await stack.escalate()
+        await stack.wait_text("Jane Agent has joined the chat.")
+        stack.sim.expire_tokens()
+        await stack.wait_key("agentConnectionLostMessage")
+        assert await stack.state() is State.BOT
+
+
+def _identity_jwt(subject: str) -> str:
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256'})}.{part({'sub': subject})}.c2ln"
+
+
+async def test_expired_verified_token_is_renewed() -> None:
+    async def identity(conversation: Conversation) -> str:
+        return _identity_jwt(f"user-{conversation.id}")
+
+    async with miaw_stack(identity_token=identity) as stack:
+        miaw = await stack.escalate()
+        await stack.wait_text("Jane Agent has joined the chat.")
+        stack.sim.expire_tokens()
+        stack.sim.say(miaw.id, "still with you")
+        await stack.wait_text("still with you")
+        await stack.runtime.user_said("c1", "great")
+        with anyio.fail_after(5):
+            await stack.sim.wait_for(lambda _: miaw.user_messages == ["great"])
+        assert await stack.state() is State.AGENT_CONNECTED
+    assert stack.backend.stats["tokens_renewed"] >= 1
+    assert miaw.subject.endswith("uid:user-c1")
