@@ -29,6 +29,7 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import parse_qs
 
 import attrs
 import cattrs
@@ -272,9 +273,11 @@ class EinsteinSimulator:
         )
 
     async def _token(self, request: Request) -> Response:
-        form = await request.form()
-        grant, assertion = form.get("grant_type"), form.get("assertion")
-        if grant != "urn:ietf:params:oauth:grant-type:jwt-bearer" or not isinstance(assertion, str):
+        # Parsed by hand: Starlette's form parser needs python-multipart, an extra dependency.
+        form = parse_qs((await request.body()).decode("latin-1"))
+        grant = form.get("grant_type", [None])[0]
+        assertion = form.get("assertion", [None])[0]
+        if grant != "urn:ietf:params:oauth:grant-type:jwt-bearer" or not assertion:
             return JSONResponse(
                 {
                     "error": "unsupported_grant_type",
@@ -282,21 +285,21 @@ class EinsteinSimulator:
                 },
                 status_code=400,
             )
+        # Expiry is checked against the simulator's clock (tests move it), not PyJWT's.
+        options: dict[str, Any] = {
+            "verify_exp": False,
+            "verify_aud": False,
+            "require": ["iss", "sub", "aud", "exp"],
+        }
         try:
             if self.jwt_public_key is not None:
                 claims = jwt.decode(
-                    assertion,
-                    self.jwt_public_key,
-                    algorithms=["RS256"],
-                    options={"verify_aud": False, "require": ["iss", "sub", "aud", "exp"]},
+                    assertion, self.jwt_public_key, algorithms=["RS256"], options=options
                 )
             else:
-                claims = jwt.decode(
-                    assertion,
-                    options={"verify_signature": False, "require": ["iss", "sub", "aud", "exp"]},
-                )
-                if claims["exp"] < self.clock():
-                    raise jwt.ExpiredSignatureError("expired")
+                claims = jwt.decode(assertion, options={**options, "verify_signature": False})
+            if not isinstance(claims["exp"], int | float) or claims["exp"] < self.clock():
+                raise jwt.ExpiredSignatureError("the assertion expired")
         except jwt.PyJWTError as exc:
             return JSONResponse(
                 {"error": "invalid_grant", "error_description": f"invalid assertion: {exc}"},

@@ -49,14 +49,23 @@ class Chat:
     async def report(
         self, outcome: fx.TransferOutcome, escalate_id: str | None, description: str = ""
     ) -> list[ev.BotEvent]:
-        report = fx.ReportTransferOutcome(key=self._key(), outcome=outcome,
-                                          description=description,
-                                          escalation_message_id=escalate_id)
+        report = fx.ReportTransferOutcome(
+            key=self._key(),
+            outcome=outcome,
+            description=description,
+            escalation_message_id=escalate_id,
+        )
         return self._keep(await self.bot.report_transfer(self.conversation, report))
 
-    async def transfer(self, event: ev.BotTransferRequested, source: str | None) -> list[ev.BotEvent]:
-        request = fx.StartBotSession(key=self._key(), target_bot=event.target_bot,
-                                     source_bot=source, variables=event.variables)
+    async def transfer(
+        self, event: ev.BotTransferRequested, source: str | None
+    ) -> list[ev.BotEvent]:
+        request = fx.StartBotSession(
+            key=self._key(),
+            target_bot=event.target_bot,
+            source_bot=source,
+            variables=event.variables,
+        )
         return self._keep(await self.bot.start_session(self.conversation, request))
 
     @property
@@ -100,12 +109,16 @@ async def test_continue_increments_sequence_and_echoes_crc(einstein: Env) -> Non
     events = await chat.say("how are you")
     assert texts(events) == ["You said: how are you"]
     await chat.say("still there?")
-    continues = [x for x in einstein.transport.exchanges if x.request.url.path.endswith("/messages")]
+    continues = [
+        x for x in einstein.transport.exchanges if x.request.url.path.endswith("/messages")
+    ]
     sent = [json.loads(x.request_body)["message"] for x in continues]
     assert [m["sequenceId"] for m in sent] == [1, 2]
     assert continues[0].request.headers["x-runtime-crc"] == first_crc
-    assert continues[1].request.headers["x-runtime-crc"] == continues[0].response.headers[
-        "x-runtime-crc"]
+    assert (
+        continues[1].request.headers["x-runtime-crc"]
+        == continues[0].response.headers["x-runtime-crc"]
+    )
     request_ids = [x.request.headers["x-request-id"] for x in einstein.transport.exchanges]
     assert len(set(request_ids)) == len(request_ids) == 3
     assert chat.cursor["seq"] == 3
@@ -166,7 +179,10 @@ async def test_transfer_succeeded_then_session_deleted(einstein: Env) -> None:
 
 @pytest.mark.parametrize(
     ("outcome", "reason"),
-    [(fx.TransferOutcome.NO_AGENT_AVAILABLE, "NoAgentAvailable"), (fx.TransferOutcome.ERROR, "Error")],
+    [
+        (fx.TransferOutcome.NO_AGENT_AVAILABLE, "NoAgentAvailable"),
+        (fx.TransferOutcome.ERROR, "Error"),
+    ],
 )
 async def test_transfer_failed_keeps_the_session_and_returns_the_bot_answer(
     einstein: Env, outcome: fx.TransferOutcome, reason: str
@@ -183,11 +199,16 @@ async def test_transfer_failed_keeps_the_session_and_returns_the_bot_answer(
     assert session.ended is None
     assert chat.cursor["session"] == session.id
     assert session.received[-1] == {
-        "type": "transferFailed", "reason": reason, "description": "Nobody is online."
+        "type": "transferFailed",
+        "reason": reason,
+        "description": "Nobody is online.",
     }
     assert einstein.simulator.reports[-1][2] == escalation.message_id
-    assert texts(await chat.say("1")) == ["Your order A-1001 ships today.", "What can I help you with?",
-                                          "1. Order status\n2. Billing question\n3. Talk to a person"]
+    assert texts(await chat.say("1")) == [
+        "Your order A-1001 ships today.",
+        "What can I help you with?",
+        "1. Order status\n2. Billing question\n3. Talk to a person",
+    ]
 
 
 async def test_bot_to_bot_transfer_carries_referrers_and_variables(einstein: Env) -> None:
@@ -206,13 +227,17 @@ async def test_bot_to_bot_transfer_carries_referrers_and_variables(einstein: Env
         {"type": TARGET_BOT, "value": MAIN_BOT_ID},
         {"type": "Salesforce:BotRuntime:Session:Id", "value": source_session},
     ]
-    assert target.variables["OrderTotal"] == {"name": "OrderTotal", "type": "money",
-                                              "value": "USD 42.50"}
+    assert target.variables["OrderTotal"] == {
+        "name": "OrderTotal",
+        "type": "money",
+        "value": "USD 42.50",
+    }
     assert target.variables["VIP"] == {"name": "VIP", "type": "boolean", "value": True}
     source = einstein.simulator.sessions[str(source_session)]
     assert source.ended == "Transfer"
     assert einstein.simulator.reports[0][:2] == (source.id, "transferSucceeded")
-    assert chat.cursor["bot"] == BILLING_BOT_ID and chat.cursor["session"] == target.id
+    assert chat.cursor["bot"] == BILLING_BOT_ID
+    assert chat.cursor["session"] == target.id
     assert texts(await chat.say("thanks")) == ["You said: thanks"]
     assert target.received[-1] == {"type": "text", "text": "thanks"}
 
@@ -296,26 +321,35 @@ async def test_end_session_deletes_with_the_reason(einstein: Env) -> None:
     chat = Chat(einstein.bot)
     await chat.say("hello")
     cursor = await einstein.bot.end_session(chat.conversation, "UserRequest")
-    assert cursor is not None and cursor["session"] is None
+    assert cursor is not None
+    assert cursor["session"] is None
     (session,) = einstein.simulator.sessions.values()
     assert session.ended == "UserRequest"
 
 
 async def test_jwt_bearer_token_is_minted_once_and_renewed_after_401(einstein: Env) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     einstein.simulator.jwt_public_key = public
     now = [1_000_000.0]
     einstein.simulator.clock = lambda: now[0]
     einstein.simulator.token_ttl = 100
-    auth = JwtBearerAuth(login_url=einstein.base_url, consumer_key="3MVG9-consumer-key",
-                         username="bot-integration@example.com", private_key=pem,
-                         clock=lambda: now[0], token_lifetime=3600)
-    bot = EinsteinBot(attrs.evolve(einstein.bot.config), auth, http=einstein.http,
-                      clock=lambda: now[0])
+    auth = JwtBearerAuth(
+        login_url=einstein.base_url,
+        consumer_key="3MVG9-consumer-key",
+        username="bot-integration@example.com",
+        private_key=pem,
+        clock=lambda: now[0],
+        token_lifetime=3600,
+    )
+    bot = EinsteinBot(
+        attrs.evolve(einstein.bot.config), auth, http=einstein.http, clock=lambda: now[0]
+    )
     chat = Chat(bot)
     await chat.say("hello")
     await chat.say("how are you")
@@ -326,7 +360,8 @@ async def test_jwt_bearer_token_is_minted_once_and_renewed_after_401(einstein: E
     assert bot.stats["reauth"] == 1
     mints = [x for x in einstein.transport.exchanges if x.request.url.path.endswith("/token")]
     assert len(mints) == 2
-    assert pem not in repr(auth) and "sim-" not in repr(auth)
+    assert pem not in repr(auth)
+    assert "sim-" not in repr(auth)
     assert all("sim-" not in str(v) for v in chat.cursor.values())
 
 
@@ -334,11 +369,14 @@ async def test_jwt_bearer_refused_assertion_is_a_clear_error(einstein: Env) -> N
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     einstein.simulator.jwt_public_key = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    pem = other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption())
-    auth = JwtBearerAuth(login_url=einstein.base_url, consumer_key="ck", username="u@example.com",
-                         private_key=pem)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pem = other.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    auth = JwtBearerAuth(
+        login_url=einstein.base_url, consumer_key="ck", username="u@example.com", private_key=pem
+    )
     bot = EinsteinBot(einstein.bot.config, auth, http=einstein.http)
     from handoff_adapters.einstein import AuthError
 
