@@ -58,8 +58,10 @@ class KoreWebhooks:
         prefix: str = "",
         max_body: int = MAX_BODY,
         clock: Callable[[], float] = time.time,
+        on_webhook: Callable[[str, str], None] | None = None,
     ) -> None:
         self._runtime = runtime
+        self._on_webhook = on_webhook
         self.botkit = botkit
         self.apps = apps if apps is not None else botkit.apps
         self.prefix = prefix.rstrip("/")
@@ -181,8 +183,10 @@ class KoreWebhooks:
         return cid, callbacks, event
 
     def _count(self, event_name: str, outcome: str) -> None:
-        key = (event_name if event_name in EVENT_NAMES else "unknown", outcome)
-        self.received[key] = self.received.get(key, 0) + 1
+        name = event_name if event_name in EVENT_NAMES else "unknown"
+        self.received[name, outcome] = self.received.get((name, outcome), 0) + 1
+        if self._on_webhook is not None:
+            self._on_webhook(name, outcome)
 
 
 def _check_event_name(event_name: str) -> None:

@@ -16,6 +16,8 @@ __all__ = ["MAX_BODY", "BadRequest", "problem", "read_json_object"]
 
 #: Bodies larger than this are refused with 413 before they are parsed.
 MAX_BODY = 1024 * 1024
+#: Up to this many bytes of a too-large body are read and discarded before answering 413.
+DRAIN_LIMIT = 16 * 1024 * 1024
 
 
 class BadRequest(Exception):
@@ -45,16 +47,22 @@ def problem(
 
 async def read_json_object(request: Request, *, limit: int = MAX_BODY) -> dict[str, Any]:
     """The request body as a JSON object, read at most ``limit`` bytes; else :class:`BadRequest`."""
+    too_large = BadRequest(413, "Payload too large", f"the body exceeds {limit} bytes")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(413, "Payload too large", f"the body exceeds {limit} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > DRAIN_LIMIT:
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise BadRequest(413, "Payload too large", f"the body exceeds {limit} bytes")
-        chunks.append(chunk)
+        if size > DRAIN_LIMIT:
+            raise too_large
+        if size <= limit:
+            chunks.append(chunk)
+        # else: read on and discard, so a client that sends the whole body before reading the
+        # answer (most do) gets the 413 instead of a reset connection.
+    if size > limit:
+        raise too_large
     raw = b"".join(chunks)
     try:
         data = json.loads(raw)

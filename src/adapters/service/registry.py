@@ -1,0 +1,190 @@
+"""Build bots and agent backends from their config tables, by ``type``.
+
+Each entry structures its table with its own options class (so errors name the exact key) and
+builds the port. Adding a backend means adding one entry here (or calling
+:func:`register_backend` from your own code before building the service).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from handoff_adapters._http import HttpClients
+from handoff_adapters.service.config import ConfigError, secret_from_env, structure
+from handoff_core.events import EscalationTarget
+from handoff_core.ports import AgentBackend, BotPlatform
+
+__all__ = [
+    "BACKENDS",
+    "BOTS",
+    "BuildContext",
+    "BuiltBot",
+    "build_backend",
+    "build_bot",
+    "register_backend",
+    "register_bot",
+    "parse_target",
+]
+
+
+@attrs.frozen(kw_only=True)
+class BuildContext:
+    environ: Mapping[str, str]
+    http: HttpClients
+    clock: Callable[[], float] = time.time
+
+
+@attrs.frozen(kw_only=True)
+class BuiltBot:
+    """A bot platform, and the Kore endpoint when the bot is Kore (it is the channel too)."""
+
+    platform: BotPlatform
+    kore: Any = None  # KoreBotKit (typed loosely: Kore is imported only when configured)
+    kore_prefix: str = ""
+
+
+BotFactory = Callable[[dict[str, Any], str, BuildContext], BuiltBot]
+BackendFactory = Callable[[str, dict[str, Any], str, BuildContext], AgentBackend]
+
+BOTS: dict[str, BotFactory] = {}
+BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register_bot(kind: str, factory: BotFactory) -> None:
+    BOTS[kind] = factory
+
+
+def register_backend(kind: str, factory: BackendFactory) -> None:
+    BACKENDS[kind] = factory
+
+
+def build_bot(table: dict[str, Any], context: BuildContext) -> BuiltBot:
+    kind = table.get("type")
+    if kind not in BOTS:
+        raise ConfigError(f"bot.type: unknown bot type {kind!r}; known: {', '.join(sorted(BOTS))}")
+    options = {k: v for k, v in table.items() if k != "type"}
+    return BOTS[kind](options, "bot", context)
+
+
+def build_backend(name: str, table: dict[str, Any], context: BuildContext) -> AgentBackend:
+    kind = table.get("type")
+    path = f"backends.{name}"
+    if kind not in BACKENDS:
+        raise ConfigError(
+            f"{path}.type: unknown backend type {kind!r}; known: {', '.join(sorted(BACKENDS))}"
+        )
+    options = {k: v for k, v in table.items() if k != "type"}
+    return BACKENDS[kind](name, options, path, context)
+
+
+def parse_target(text: str, key: str) -> EscalationTarget:
+    kind, _, value = text.partition(":")
+    if not kind or not value:
+        raise ConfigError(f'{key}: expected "kind:value" (e.g. "queue:support"), got {text!r}')
+    return EscalationTarget(kind=kind, value=value)
+
+
+# -- bots -----------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class EchoOptions:
+    transfer_phrase: str = "transfer me"
+    targets: list[str] = attrs.field(factory=list)
+
+
+def _echo(options: dict[str, Any], path: str, context: BuildContext) -> BuiltBot:
+    from handoff_adapters.service.bots import EchoBot
+
+    parsed = structure(options, EchoOptions, path)
+    targets = tuple(parse_target(t, f"{path}.targets[{i}]") for i, t in enumerate(parsed.targets))
+    bot = EchoBot(transfer_phrase=parsed.transfer_phrase, targets=targets, clock=context.clock)
+    return BuiltBot(platform=bot)
+
+
+@attrs.frozen(kw_only=True)
+class KoreAppOptions:
+    client_id: str
+    client_secret_env: str
+    #: The bot (``st-…``) this app signs for; ``"*"``: every bot.
+    bot_id: str = "*"
+    algorithm: str = "HS256"
+    jwt_expiry: float = 60.0
+
+
+@attrs.frozen(kw_only=True)
+class KoreOptions:
+    apps: list[KoreAppOptions]
+    #: BotKit's ``apiPrefix`` (the routes are ``{prefix}/sdk/bots/…``).
+    prefix: str = ""
+
+
+def _kore(options: dict[str, Any], path: str, context: BuildContext) -> BuiltBot:
+    from handoff_adapters.kore import KoreApp, KoreApps, KoreBotKit
+
+    parsed = structure(options, KoreOptions, path)
+    if not parsed.apps:
+        raise ConfigError(f"{path}.apps: expected at least one [[{path}.apps]] table")
+    apps: dict[str, KoreApp] = {}
+    for index, app in enumerate(parsed.apps):
+        key = f"{path}.apps[{index}]"
+        if app.algorithm not in ("HS256", "HS512"):
+            raise ConfigError(
+                f'{key}.algorithm: expected "HS256" or "HS512", got {app.algorithm!r}'
+            )
+        secret = secret_from_env(app.client_secret_env, f"{key}.client_secret_env", context.environ)
+        apps[app.bot_id] = KoreApp(
+            client_id=app.client_id,
+            client_secret=secret.value,
+            algorithm=app.algorithm,
+            jwt_expiry=app.jwt_expiry,
+        )
+    botkit = KoreBotKit(KoreApps(apps, clock=context.clock), http=context.http)
+    return BuiltBot(platform=botkit, kore=botkit, kore_prefix=parsed.prefix)
+
+
+register_bot("echo", _echo)
+register_bot("kore", _kore)
+
+
+# -- agent backends -------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class MiawOptions:
+    url: str
+    org_id: str
+    developer_name: str
+    capabilities_version: str = "1"
+    platform: str = "Web"
+    app_name: str = "handoff"
+    language: str | None = None
+    heartbeat_timeout: float = 90.0
+    reconnect_attempts: int = 10
+
+
+def _miaw(name: str, options: dict[str, Any], path: str, context: BuildContext) -> AgentBackend:
+    from handoff_adapters.miaw import MiawBackend
+
+    parsed = structure(options, MiawOptions, path)
+    return MiawBackend(
+        parsed.url,
+        parsed.org_id,
+        parsed.developer_name,
+        clients=context.http,
+        name=name,
+        language=parsed.language,
+        capabilities_version=parsed.capabilities_version,
+        platform=parsed.platform,
+        app_name=parsed.app_name,
+        heartbeat_timeout=parsed.heartbeat_timeout,
+        reconnect_attempts=parsed.reconnect_attempts,
+        clock=context.clock,
+    )
+
+
+register_backend("miaw", _miaw)
