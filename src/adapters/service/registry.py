@@ -15,6 +15,7 @@ import attrs
 
 from handoff_adapters._http import HttpClients
 from handoff_adapters.service.config import ConfigError, secret_from_env, structure
+from handoff_core.errors import HandoffError
 from handoff_core.events import EscalationTarget
 from handoff_core.ports import AgentBackend, BotPlatform
 
@@ -188,3 +189,73 @@ def _miaw(name: str, options: dict[str, Any], path: str, context: BuildContext) 
 
 
 register_backend("miaw", _miaw)
+
+
+@attrs.frozen(kw_only=True)
+class EinsteinOptions:
+    runtime_url: str
+    org_id: str
+    bot_id: str
+    force_endpoint: str
+    api_version: str = "5.3.0"
+    integration_name: str | None = None
+    include_variables: bool = True
+    #: A ready access token (tests, the simulator): the variable that holds it.
+    access_token_env: str | None = None
+    #: The JWT bearer flow: the connected app's consumer key, the integration user, and the
+    #: variable holding the PEM private key.
+    login_url: str | None = None
+    consumer_key: str | None = None
+    username: str | None = None
+    private_key_env: str | None = None
+
+
+def _einstein(options: dict[str, Any], path: str, context: BuildContext) -> BuiltBot:
+    from handoff_adapters.einstein.auth import JwtBearerAuth, StaticToken, TokenProvider
+    from handoff_adapters.einstein.client import EinsteinBot, EinsteinConfig
+
+    parsed = structure(options, EinsteinOptions, path)
+    auth: TokenProvider
+    if parsed.access_token_env is not None:
+        token = secret_from_env(
+            parsed.access_token_env, f"{path}.access_token_env", context.environ
+        )
+        auth = StaticToken(token.value)
+    else:
+        login_url, consumer_key = parsed.login_url, parsed.consumer_key
+        username, key_env = parsed.username, parsed.private_key_env
+        if login_url is None or consumer_key is None or username is None or key_env is None:
+            missing = next(
+                name
+                for name in ("login_url", "consumer_key", "username", "private_key_env")
+                if getattr(parsed, name) is None
+            )
+            raise ConfigError(
+                f"{path}.{missing}: required for the JWT bearer flow "
+                f"(or set {path}.access_token_env)"
+            )
+        key = secret_from_env(key_env, f"{path}.private_key_env", context.environ)
+        auth = JwtBearerAuth(
+            login_url=login_url,
+            consumer_key=consumer_key,
+            username=username,
+            private_key=key.value,
+            clock=context.clock,
+        )
+    try:
+        config = EinsteinConfig(
+            runtime_url=parsed.runtime_url,
+            org_id=parsed.org_id,
+            bot_id=parsed.bot_id,
+            force_endpoint=parsed.force_endpoint,
+            api_version=parsed.api_version,
+            integration_name=parsed.integration_name,
+            include_variables=parsed.include_variables,
+        )
+    except HandoffError as exc:  # e.g. "org_id: expected a 15- or 18-character id"
+        raise ConfigError(f"{path}.{exc.message}") from None
+    bot = EinsteinBot(config, auth, http=context.http, clock=context.clock)
+    return BuiltBot(platform=bot)
+
+
+register_bot("einstein", _einstein)
