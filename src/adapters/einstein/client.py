@@ -341,7 +341,9 @@ class EinsteinBot:
             self.stats["restarts"] += 1
             log.info("conversation %s: bot session gone, starting a new one", conversation.id)
             return await self._start(conversation, bot_id, text=message.text, cursor=cursor)
-        cursor = attrs.evolve(cursor, seq=cursor.seq + 1, crc=crc or cursor.crc, choices=())
+        cursor = attrs.evolve(
+            cursor, seq=cursor.seq + 1, crc=crc or cursor.crc, choices=(), escalate=None
+        )
         return self._events(envelope, cursor)
 
     async def start_session(
@@ -376,11 +378,15 @@ class EinsteinBot:
         if cursor is None or cursor.session is None:
             log.info("conversation %s: no bot session to report the transfer to", conversation.id)
             return []
-        in_reply_to = report.escalation_message_id or cursor.escalate
+        # No escalate message id: the core escalated on its own (the user asked for an agent, the
+        # bot kept failing), so the bot has no transfer to be told about.
+        in_reply_to = report.escalation_message_id
         if report.outcome is fx.TransferOutcome.SUCCEEDED:
             ended = await self._finish_transfer(conversation, cursor, in_reply_to)
             # The bot's output after a success is empty by contract; the event carries the cursor.
             return [ev.BotReplied(at=self.clock(), text="", cursor=ended.dump())]
+        if in_reply_to is None:
+            return []
         reason: Literal["NoAgentAvailable", "Error"] = (
             "NoAgentAvailable"
             if report.outcome is fx.TransferOutcome.NO_AGENT_AVAILABLE
@@ -482,19 +488,27 @@ class EinsteinBot:
         abandoned session expires on its own."""
         assert cursor.session is not None
         try:
-            _, crc = await self._call(
-                "POST",
-                f"/sessions/{cursor.session}/messages",
-                wire.transfer_succeeded(cursor.seq, in_reply_to=in_reply_to),
-                crc=cursor.crc,
-            )
-            cursor = attrs.evolve(cursor, seq=cursor.seq + 1, crc=crc or cursor.crc)
-            await self._delete(cursor, "Transfer")
+            if in_reply_to is not None:
+                _, crc = await self._call(
+                    "POST",
+                    f"/sessions/{cursor.session}/messages",
+                    wire.transfer_succeeded(cursor.seq, in_reply_to=in_reply_to),
+                    crc=cursor.crc,
+                )
+                cursor = attrs.evolve(cursor, seq=cursor.seq + 1, crc=crc or cursor.crc)
         except SessionGone:
-            pass
+            return attrs.evolve(cursor, session=None, crc=None, choices=(), escalate=None)
         except (HandoffError, httpx.HTTPError) as exc:
             log.warning(
-                "conversation %s: closing the bot session after the transfer failed: %s",
+                "conversation %s: reporting the transfer to the bot failed: %s",
+                conversation.id,
+                exc,
+            )
+        try:
+            await self._delete(cursor, "Transfer")
+        except (HandoffError, httpx.HTTPError) as exc:
+            log.warning(
+                "conversation %s: ending the bot session after the transfer failed: %s",
                 conversation.id,
                 exc,
             )

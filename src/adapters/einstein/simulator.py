@@ -286,7 +286,7 @@ class EinsteinSimulator:
                 status_code=400,
             )
         # Expiry is checked against the simulator's clock (tests move it), not PyJWT's.
-        options: dict[str, Any] = {
+        options: jwt.types.Options = {
             "verify_exp": False,
             "verify_aud": False,
             "require": ["iss", "sub", "aud", "exp"],
