@@ -4,7 +4,7 @@ an in-memory agent backend. Every Einstein exchange is validated against the Ope
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import pytest
@@ -13,7 +13,7 @@ from handoff_adapters.einstein.simulator import BILLING_BOT_ID, DEFAULT_QUEUE_ID
 from handoff_core import State
 from handoff_core import events as ev
 from handoff_core.runtime import MemoryStore, Runtime
-from tests.adapters.einstein.conftest import Env, einstein  # noqa: F401 - the fixture
+from tests.adapters.einstein.conftest import Env, einstein_env
 from tests.fakes import RecordingChannel, ScriptedAgents
 
 pytestmark = pytest.mark.anyio
@@ -21,14 +21,20 @@ pytestmark = pytest.mark.anyio
 MENU = "1. Order status\n2. Billing question\n3. Talk to a person"
 
 
+@pytest.fixture
+async def einstein() -> AsyncIterator[Env]:
+    async with einstein_env() as env:
+        yield env
+
+
 async def wait_until(condition: Callable[[], bool], limit: float = 5.0) -> None:
     """Effects after the last delivery (the transfer report, the DELETE) finish a bit later."""
     with anyio.fail_after(limit):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - polls a simulator's plain state
             await anyio.sleep(0.01)
 
 
-async def test_escalate_agent_joins_transfer_succeeded_session_deleted(einstein: Env) -> None:  # noqa: F811
+async def test_escalate_agent_joins_transfer_succeeded_session_deleted(einstein: Env) -> None:
     agents, channel = ScriptedAgents(auto_join="Ada"), RecordingChannel()
     runtime = Runtime(
         bot=einstein.bot, agents=agents, channel=channel, store=MemoryStore(serialize=True)
@@ -55,7 +61,8 @@ async def test_escalate_agent_joins_transfer_succeeded_session_deleted(einstein:
         assert session.ended == "Transfer"
         conversation = await runtime.get("c1")
         assert conversation is not None
-        assert conversation.bot_cursor is not None and conversation.bot_cursor["session"] is None
+        assert conversation.bot_cursor is not None
+        assert conversation.bot_cursor["session"] is None
         await runtime.user_said("c1", "my parcel is late")
         assert agents.sent == [("c1#1", "my parcel is late")]
         assert session.received[-1] == {"type": "end", "reason": "Transfer"}
@@ -91,11 +98,12 @@ async def test_no_agent_available_reports_transfer_failed_and_the_bot_answers(
         await runtime.user_said("c1", "1")
         assert channel.texts("c1")[-3] == "Your order A-1001 ships today."
         conversation = await runtime.get("c1")
-        assert conversation is not None and conversation.state is State.BOT
+        assert conversation is not None
+        assert conversation.state is State.BOT
     agents.close_all()
 
 
-async def test_bot_to_bot_transfer_then_escalation_from_the_second_bot(einstein: Env) -> None:  # noqa: F811
+async def test_bot_to_bot_transfer_then_escalation_from_the_second_bot(einstein: Env) -> None:
     agents, channel = ScriptedAgents(auto_join="Grace"), RecordingChannel()
     runtime = Runtime(
         bot=einstein.bot, agents=agents, channel=channel, store=MemoryStore(serialize=True)
@@ -107,7 +115,8 @@ async def test_bot_to_bot_transfer_then_escalation_from_the_second_bot(einstein:
             "Hi, I'm Penny from billing. I see order A-1001 (USD 42.50)."
         )
         conversation = await runtime.get("c1")
-        assert conversation is not None and conversation.bot == BILLING_BOT_ID
+        assert conversation is not None
+        assert conversation.bot == BILLING_BOT_ID
         billing = next(
             s for s in einstein.simulator.sessions.values() if s.bot_id == BILLING_BOT_ID
         )
@@ -122,7 +131,7 @@ async def test_bot_to_bot_transfer_then_escalation_from_the_second_bot(einstein:
     agents.close_all()
 
 
-async def test_a_failing_bot_apologises_then_escalates_with_reason_error(einstein: Env) -> None:  # noqa: F811
+async def test_a_failing_bot_apologises_then_escalates_with_reason_error(einstein: Env) -> None:
     agents, channel = ScriptedAgents(auto_join="Ada"), RecordingChannel()
     runtime = Runtime(bot=einstein.client(max_attempts=2), agents=agents, channel=channel)
     async with runtime.running():
@@ -143,7 +152,7 @@ async def test_a_failing_bot_apologises_then_escalates_with_reason_error(einstei
     agents.close_all()
 
 
-async def test_user_asking_for_an_agent_ends_the_bot_session_on_success(einstein: Env) -> None:  # noqa: F811
+async def test_user_asking_for_an_agent_ends_the_bot_session_on_success(einstein: Env) -> None:
     agents, channel = ScriptedAgents(auto_join="Ada"), RecordingChannel()
     runtime = Runtime(bot=einstein.bot, agents=agents, channel=channel)
     async with runtime.running():

@@ -4,6 +4,7 @@ official OpenAPI spec at the end of the test."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import attrs
 import pytest
@@ -45,6 +46,13 @@ class Env:
 
 @pytest.fixture
 async def einstein() -> AsyncIterator[Env]:
+    async with einstein_env() as env:
+        yield env
+
+
+@asynccontextmanager
+async def einstein_env() -> AsyncIterator[Env]:
+    """The simulator served on loopback and a client; on exit, every exchange is validated."""
     simulator = EinsteinSimulator(tokens={TOKEN})
     transport = RecordingTransport()
     async with serve(simulator.app) as base_url, HttpClients(transport=transport) as http:
