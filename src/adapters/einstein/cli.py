@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -38,7 +39,7 @@ def register(commands: Commands) -> None:
     )
     parser.add_argument(
         "--dialogs",
-        type=argparse.FileType("r"),
+        type=Path,
         help='JSON file {"<botId>": {dialog}, ...} replacing the built-in bots',
     )
     parser.set_defaults(handler=_simulate)
@@ -48,12 +49,12 @@ def _simulate(args: argparse.Namespace) -> int:
     bots = None
     if args.dialogs is not None:
         try:
-            data = json.load(args.dialogs)
+            data = json.loads(args.dialogs.read_text())
             bots = {
                 bot_id: cattrs.Converter(forbid_extra_keys=True).structure(dialog, Dialog)
                 for bot_id, dialog in data.items()
             }
-        except (ValueError, AttributeError, cattrs.BaseValidationError) as exc:
+        except (OSError, ValueError, AttributeError, cattrs.BaseValidationError) as exc:
             print(f"handoff simulate einstein: --dialogs: {exc}", file=sys.stderr)
             return 2
     simulator = EinsteinSimulator(
