@@ -282,6 +282,17 @@ class Runtime:
             await self._drain(conversation_id, [event])
             return await self.store.load(conversation_id)
 
+    async def _feed_in_background(self, conversation_id: str, event: ev.Event) -> None:
+        """``feed`` for the runtime's own tasks: a failure (a store outage) is logged and counted,
+        and never takes the task group, and every other conversation, down with it."""
+        try:
+            await self.feed(conversation_id, event)
+        except Exception:
+            self.stats["background_errors"] += 1
+            log.exception(
+                "conversation %s: %s could not be applied", conversation_id, type(event).__name__
+            )
+
     # -- one step ---------------------------------------------------------------------------------
 
     async def _drain(self, conversation_id: str, queue: list[ev.Event]) -> None:
@@ -289,7 +300,9 @@ class Runtime:
             event = queue.pop(0)
             queue.extend(await self._step(conversation_id, event))
 
-    async def _step(self, conversation_id: str, event: ev.Event) -> list[ev.Event]:
+    async def _step(
+        self, conversation_id: str, event: ev.Event, retries_left: int = 3
+    ) -> list[ev.Event]:
         self.stats["events"] += 1
         stored = await self.store.load(conversation_id)
         followups: list[ev.Event] = []
@@ -310,6 +323,13 @@ class Runtime:
                 exc.message,
             )
             return [exc.hint, *followups] if exc.hint is not None else followups
+        except Exception:
+            # A bug, not bad input: keep the conversation as it was and everything else running.
+            self.stats["core_errors"] += 1
+            log.exception(
+                "conversation %s: handling %s failed", conversation_id, type(event).__name__
+            )
+            return followups
         if step.dropped:
             self.stats[f"dropped:{step.dropped}"] += 1
             log.debug(
@@ -320,9 +340,17 @@ class Runtime:
             )
             return followups
         self.stats["steps"] += 1
-        await self.store.save(
-            step.conversation, expected_step=None if stored is None else stored.step
-        )
+        try:
+            await self.store.save(
+                step.conversation, expected_step=None if stored is None else stored.step
+            )
+        except StaleConversation:
+            # Another process applied a step meanwhile (its lock is not ours): apply this event
+            # again on top of what it stored.
+            self.stats["stale_retries"] += 1
+            if retries_left <= 0:
+                raise
+            return followups + await self._step(conversation_id, event, retries_left - 1)
         return followups + await self._perform(step.conversation)
 
     async def _perform(self, conversation: Conversation) -> list[ev.Event]:
@@ -464,7 +492,7 @@ class Runtime:
                 async for event in agent.events(conversation, session, cursor):
                     # Never cancel a step half-way: a close arriving meanwhile waits for it.
                     with anyio.CancelScope(shield=True):
-                        await self.feed(conversation.id, event)
+                        await self._feed_in_background(conversation.id, event)
             except Exception as exc:
                 description = _describe(exc)
                 log.warning(
@@ -477,7 +505,7 @@ class Runtime:
         # The stream is gone while the core may still think the session lives: say so. The core
         # drops this as stale if the session already ended normally.
         with anyio.CancelScope(shield=True):
-            await self.feed(
+            await self._feed_in_background(
                 conversation.id,
                 ev.BackendSessionLost(at=self.clock(), session=session, description=description),
             )
@@ -507,7 +535,7 @@ class Runtime:
                 await self._timer_wakeup.wait()
 
     async def _fire(self, conversation_id: str, timer_id: str, kind: ev.TimerKind) -> None:
-        await self.feed(
+        await self._feed_in_background(
             conversation_id, ev.TimerFired(at=self.clock(), timer=kind, timer_id=timer_id)
         )
 
