@@ -137,6 +137,59 @@ class SimConversation:
     new_sessions: int = 0
 
 
+class _Frames:
+    """The body of one SSE response: events of one identity from ``start`` on, pings, faults.
+
+    An iterator object rather than an async generator: when the client goes away the server
+    abandons the body half-way, and an abandoned generator is an error under trio.
+    """
+
+    def __init__(
+        self, simulator: MiawSimulator, identity: _Identity, claims: dict[str, Any], start: int
+    ) -> None:
+        self._sim = simulator
+        self._identity = identity
+        self._claims = claims
+        self._index = start
+        self._sent = 0
+        self._generation = simulator._drop_generation
+        self._finished = False
+
+    def __aiter__(self) -> _Frames:
+        return self
+
+    async def __anext__(self) -> bytes:
+        sim, identity = self._sim, self._identity
+        while not self._finished:
+            if self._index < len(identity.events):
+                frame = identity.events[self._index][1]
+                self._index += 1
+                if sim.faults.event_delay:
+                    await anyio.sleep(sim.faults.event_delay)
+                self._sent += 1
+                if sim.faults.drop_every and self._sent >= sim.faults.drop_every:
+                    sim._count("dropped_streams")
+                    self._finished = True
+                return frame
+            if self._generation != sim._drop_generation:
+                sim._count("dropped_streams")
+                break
+            remaining = self._claims["exp"] - sim.clock()
+            if remaining <= 0 or self._claims["gen"] < sim._token_generation:
+                # What the real stream ends with when the JWT lapses (reference §4.6).
+                self._finished = True
+                return _EXPIRED_FRAME
+            waiter = anyio.Event()
+            identity.waiters.append(waiter)
+            with anyio.move_on_after(min(sim.ping_interval, remaining)) as scope:
+                await waiter.wait()
+            if scope.cancelled_caught:
+                if waiter in identity.waiters:
+                    identity.waiters.remove(waiter)
+                return b"event: ping\ndata: 0\n\n"
+        raise StopAsyncIteration
+
+
 class MiawSimulator:
     """The simulated MIAW deployment and its remote-controlled agents."""
 
@@ -829,44 +882,10 @@ class MiawSimulator:
             start = len(identity.events)
         self._count("streams")
         return StreamingResponse(
-            self._frames(identity, claims, start),
+            _Frames(self, identity, claims, start),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
-
-    async def _frames(
-        self, identity: _Identity, claims: dict[str, Any], start: int
-    ) -> AsyncIterator[bytes]:
-        index = start
-        sent = 0
-        generation = self._drop_generation
-        while True:
-            waiter = anyio.Event()
-            identity.waiters.append(waiter)
-            while index < len(identity.events):
-                frame = identity.events[index][1]
-                index += 1
-                if self.faults.event_delay:
-                    await anyio.sleep(self.faults.event_delay)
-                yield frame
-                sent += 1
-                if self.faults.drop_every and sent >= self.faults.drop_every:
-                    self._count("dropped_streams")
-                    return
-            if generation != self._drop_generation:
-                self._count("dropped_streams")
-                return
-            remaining = claims["exp"] - self.clock()
-            if remaining <= 0 or claims["gen"] < self._token_generation:
-                # What the real stream ends with when the JWT lapses (reference §4.6).
-                yield _EXPIRED_FRAME
-                return
-            with anyio.move_on_after(min(self.ping_interval, remaining)) as scope:
-                await waiter.wait()
-            if scope.cancelled_caught:
-                if waiter in identity.waiters:
-                    identity.waiters.remove(waiter)
-                yield b"event: ping\ndata: 0\n\n"
 
     # -- the control API --------------------------------------------------------------------------
 
