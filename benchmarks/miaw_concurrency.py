@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 import httpx
@@ -77,9 +77,9 @@ class CountingChannel:
     async def typing(self, conversation: Conversation, indicator: fx.SetUserTyping) -> None:
         pass
 
-    async def wait(self, done: object, timeout: float) -> None:
-        with anyio.fail_after(timeout):
-            while not done():  # type: ignore[operator]
+    async def wait(self, done: Callable[[], bool], seconds: float) -> None:
+        with anyio.fail_after(seconds):
+            while not done():
                 await self.changed.wait()
 
 
