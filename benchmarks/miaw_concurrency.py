@@ -138,7 +138,8 @@ async def run(count: int, use_tracemalloc: bool, url: str) -> dict[str, float]:
                 await control.post(
                     f"/_control/conversations/{item['id']}/say", json={"text": "hello user"}
                 )
-        await channel.wait(lambda: len(channel.agent_messages) >= count, 300)
+        await channel.wait(lambda: len(channel.agent_messages) >= count + 1, 300)
+        await anyio.sleep(1)  # let any duplicate surface before counting
         gc.collect()
         rss_after = rss_kib()
         heap_after = tracemalloc.get_traced_memory()[0] if use_tracemalloc else 0
