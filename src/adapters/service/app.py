@@ -36,7 +36,7 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from handoff_adapters._http import HttpClients
@@ -253,29 +253,66 @@ class HandoffService:
         except BadRequest as exc:
             return exc.response()
         external = self.api.external_id(cid)
-        send, receive = self.api.listen(external)
+        return _SseResponse(self.api, external)
 
-        async def stream() -> AsyncIterator[str]:
-            try:
-                yield ": connected\n\n"
-                with receive:
+
+class _SseResponse(Response):
+    """Server-sent events of one conversation's deliveries, until the client goes away.
+
+    Written as a plain ASGI callable rather than a generator body: a client leaving mid-stream
+    must not leave an abandoned async generator behind (an error under trio), and the listener is
+    always removed.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, api: ApiChannel, external_id: str) -> None:
+        # No super().__init__(): it would announce an empty body (content-length: 0).
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        self.api = api
+        self.external_id = external_id
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        listener, deliveries = self.api.listen(self.external_id)
+        try:
+            with deliveries:
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                )
+                async with anyio.create_task_group() as task_group:
+
+                    async def until_disconnect() -> None:
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        task_group.cancel_scope.cancel()
+
+                    task_group.start_soon(until_disconnect)
+                    await _frame(send, ": connected\n\n")
                     while True:
                         with anyio.move_on_after(SSE_KEEPALIVE) as idle:
-                            item = await receive.receive()
+                            item = await deliveries.receive()
                         if idle.cancelled_caught:
-                            yield ": keep-alive\n\n"
+                            await _frame(send, ": keep-alive\n\n")
                             continue
-                        event_id = item.get("id") or ""
                         data = json.dumps(item, ensure_ascii=False)
-                        yield f"event: {item['type']}\nid: {event_id}\ndata: {data}\n\n"
-            finally:
-                self.api.forget(external, send)
+                        event_id = item.get("id") or ""
+                        await _frame(
+                            send, f"event: {item['type']}\nid: {event_id}\ndata: {data}\n\n"
+                        )
+        except OSError:
+            pass  # the client went away while we wrote
+        finally:
+            self.api.forget(self.external_id, listener)
 
-        return StreamingResponse(
-            stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+
+async def _frame(send: Any, text: str) -> None:
+    await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
 
 def _field(
