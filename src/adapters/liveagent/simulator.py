@@ -40,6 +40,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from handoff_adapters.liveagent import wire
+from handoff_adapters.testing.agent_backend import Fault
 from handoff_core.errors import RemoteProtocolError
 
 __all__ = [
@@ -965,6 +966,9 @@ class LiveAgentController:
     simulator's session ids.
     """
 
+    #: The kit's faults this simulator can inject.
+    faults: frozenset[Fault] = frozenset(Fault)
+
     def __init__(self, simulator: Simulator) -> None:
         self.simulator = simulator
         self._claimed: set[str] = set()
@@ -1028,5 +1032,20 @@ class LiveAgentController:
             for session in self.simulator.sessions.values():
                 self.simulator._release_due(session)
 
-    async def inject(self, session: str, fault: SimFault, **options: Any) -> None:
+    async def inject(self, session: str, fault: Fault | SimFault, **options: Any) -> None:
+        if isinstance(fault, Fault):
+            fault, defaults = _KIT_FAULTS[fault]
+            options = {**defaults, **options}
         self.simulator.inject(self._session(session), fault, **options)
+
+
+#: The conformance kit's faults in Live Agent terms.
+_KIT_FAULTS: Final[dict[Fault, tuple[SimFault, dict[str, Any]]]] = {
+    Fault.RECONNECT: (SimFault.RECONNECT, {}),
+    Fault.SERVER_ERROR: (SimFault.SERVER_ERROR, {}),
+    Fault.DROP_STREAM: (SimFault.DROP_POLL, {}),
+    Fault.DROP_SEND: (SimFault.DROP_POST, {}),
+    Fault.REPEAT: (SimFault.REPEAT, {}),
+    Fault.DELAY: (SimFault.DELAY, {"seconds": 0.5}),
+    Fault.SESSION_LOST: (SimFault.SESSION_LOST, {}),
+}
