@@ -259,3 +259,35 @@ def _einstein(options: dict[str, Any], path: str, context: BuildContext) -> Buil
 
 
 register_bot("einstein", _einstein)
+
+
+@attrs.frozen(kw_only=True)
+class LiveAgentOptions:
+    endpoint: str
+    organization_id: str
+    deployment_id: str
+    button_id: str
+    api_version: int = 47
+    visitor_name: str = "Visitor"
+    send_transcript: bool = True
+
+
+def _liveagent(
+    name: str, options: dict[str, Any], path: str, context: BuildContext
+) -> AgentBackend:
+    from handoff_adapters.liveagent.client import LiveAgentBackend, LiveAgentConfig
+
+    parsed = structure(options, LiveAgentOptions, path)
+    config = LiveAgentConfig(
+        endpoint=parsed.endpoint,
+        organization_id=parsed.organization_id,
+        deployment_id=parsed.deployment_id,
+        button_id=parsed.button_id,
+        api_version=parsed.api_version,
+        visitor_name=parsed.visitor_name,
+        send_transcript=parsed.send_transcript,
+    )
+    return LiveAgentBackend(config, http=context.http, name=name)
+
+
+register_backend("liveagent", _liveagent)
