@@ -137,3 +137,19 @@ def test_secrets_never_in_repr() -> None:
     app = KoreApp(client_id="cs-1", client_secret=secret_value)
     assert secret_value not in repr(app)
     assert secret_value not in repr(KoreApps({"*": app}))
+
+
+@pytest.mark.anyio
+async def test_example_config_builds() -> None:
+    from handoff_adapters.service.app import HandoffService
+
+    example = Path(__file__).parents[3] / "examples" / "handoff.toml"
+    config = load_config(example)
+    assert set(config.backends) == {"web", "legacy"}
+    service = HandoffService(config, environ={"KORE_CLIENT_SECRET": "s" * 64})
+    async with service.http:
+        assert service.bot.kore is not None
+        assert service.router.default == "web"
+        assert "s" * 64 not in repr(service)
+    with pytest.raises(ConfigError, match="KORE_CLIENT_SECRET is not set"):
+        HandoffService(config, environ={})
