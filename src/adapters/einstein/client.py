@@ -52,6 +52,7 @@ __all__ = [
     "flatten_variables",
     "org_id_18",
     "render_choices",
+    "typed_variables",
 ]
 
 log = logging.getLogger("handoff.einstein")
