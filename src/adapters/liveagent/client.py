@@ -408,12 +408,21 @@ class LiveAgentBackend:
                     f"System/Messages: response body of {declared} bytes is too large"
                 )
             body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > wire.MAX_BODY_BYTES:
-                    raise RemoteProtocolError(
-                        f"System/Messages: response body larger than {wire.MAX_BODY_BYTES} bytes"
-                    )
+            too_large = False
+            # Stop reading by cancelling, not by breaking out: the cancellation starts inside
+            # httpx's innermost stream generator, so every level of it finishes properly.
+            with anyio.CancelScope() as reading:
+                async for chunk in response.aiter_bytes():
+                    if too_large:
+                        continue
+                    body += chunk
+                    if len(body) > wire.MAX_BODY_BYTES:
+                        too_large = True
+                        reading.cancel()
+            if too_large:
+                raise RemoteProtocolError(
+                    f"System/Messages: response body larger than {wire.MAX_BODY_BYTES} bytes"
+                )
             return 200, bytes(body)
 
     async def _batch(self, live: _Live, batch: wire.Messages) -> AsyncIterator[ev.AgentEvent]:
