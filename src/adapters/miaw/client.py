@@ -128,6 +128,8 @@ class _Position:
     last_event_id: str | None
     since: int | None
     seen: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
+    #: An agent left for a transfer: the next agent to join is announced as the transfer target.
+    transferring: bool = False
     #: The routing result's wait estimate: queue updates restate it (the core takes each queue
     #: event as the whole picture).
     estimated_wait: float | None = None
@@ -138,6 +140,7 @@ class _Position:
             "token": self.token.value,
             "last_event_id": self.last_event_id,
             "since": self.since,
+            "transferring": self.transferring,
         }
 
     def first_time(self, identifier: str) -> bool:
@@ -540,6 +543,7 @@ class MiawBackend:
             token=token,
             last_event_id=last_event_id if isinstance(last_event_id, str) else None,
             since=since if isinstance(since, int) and not isinstance(since, bool) else None,
+            transferring=cursor.get("transferring") is True,
         )
 
     async def _call(
@@ -565,13 +569,26 @@ class MiawBackend:
     async def _send_with_retries(
         self, method: str, path: str, *, token: _Token | None = None, **kwargs: Any
     ) -> httpx.Response:
-        """One request on the short client; 429 waits for Retry-After, 5xx backs off."""
+        """One request on the short client; 429 waits for Retry-After, 5xx backs off.
+
+        A transport error (the response cut off) is retried too: every call we make is
+        idempotent, by its client-generated id (messages, typing, the conversation) or by nature.
+        """
         headers = {"Authorization": f"Bearer {token.value}"} if token is not None else {}
         attempt = 0
         while True:
-            response = await self._clients.short.request(
-                method, self._url + path, headers=headers, **kwargs
-            )
+            try:
+                response = await self._clients.short.request(
+                    method, self._url + path, headers=headers, **kwargs
+                )
+            except httpx.TransportError as exc:
+                if attempt >= self._max_retries:
+                    raise
+                attempt += 1
+                self.stats["retried:transport"] += 1
+                log.info("MIAW %s %s: %s, retrying", method, path.split("/")[-1], _describe(exc))
+                await anyio.sleep(min(self._reconnect_delay * 2 ** (attempt - 1), 5.0))
+                continue
             retryable = response.status_code == 429 or response.status_code >= 500
             if not retryable or attempt >= self._max_retries:
                 return response
@@ -731,7 +748,8 @@ class MiawBackend:
                 initial = result.routing_type in (None, "Initial")
                 if result.failure_type == "None":
                     if not initial:
-                        return []  # a transfer was routed: the join that follows says who
+                        position.transferring = True  # the join that follows says to whom
+                        return []
                     wait = result.estimated_wait_time
                     known = wait is not None and wait >= 0 and result.is_ewt_available is not False
                     position.estimated_wait = wait if known else None
@@ -767,17 +785,20 @@ class MiawBackend:
                 for change in changed.entries:
                     if change.participant.role != "Agent":
                         continue  # bots, supervisors monitoring, the end user
+                    name = change.display_name or ""
                     if change.operation == "add":
-                        events.append(
-                            make(ev.AgentJoined, len(events), agent_name=change.display_name or "")
-                        )
+                        # After a transfer the newcomer is who the user was transferred to.
+                        kind = ev.AgentTransferred if position.transferring else ev.AgentJoined
+                        position.transferring = False
+                        events.append(make(kind, len(events), agent_name=name))
                     elif change.operation == "remove":
                         # Transfer or end? Only the routing status tells (§3.8, §5).
                         routing = await self._routing_status(conversation, session)
                         if routing == "NEEDS_ROUTING":
                             events.append(make(ev.AgentEnded, len(events), reason="agent"))
                             break
-                        events.append(make(ev.AgentTransferred, len(events)))
+                        # Told when the next agent joins, with their name.
+                        position.transferring = True
                 return events
             case "SessionStatusChanged":
                 status = wire.decode_entry_payload(entry, wire.SessionStatusChangedPayload)

@@ -76,11 +76,12 @@ async def test_transfer_to_another_agent_keeps_the_chat() -> None:
         miaw = await stack.escalate()
         await stack.wait_text("Jane Agent has joined the chat.")
         stack.sim.transfer(miaw.id, "Second Agent")
-        await stack.wait_text("Second Agent has joined the chat.")
+        await stack.wait_text("You are being transferred to Second Agent.")
         stack.sim.say(miaw.id, "Hi, I'm the second agent")
         await stack.wait_text("Hi, I'm the second agent")
         assert await stack.state() is State.AGENT_CONNECTED
-    assert any(k and k.startswith("agentTransferred") for k in stack.channel.keys("c1"))
+    assert stack.channel.keys("c1").count("agentTransferredMessage") == 1
+    assert "Second Agent has joined the chat." not in stack.channel.texts("c1")
 
 
 async def test_user_ending_the_chat_closes_the_conversation() -> None:

@@ -106,7 +106,7 @@ async def test_control_api_drives_the_agent_with_a_join_delay() -> None:
         )
         assert faults.json()["event_delay"] == 0.01
         await control.post(f"/_control/conversations/{miaw.id}/transfer", json={"name": "Bo"})
-        await stack.wait_text("Bo has joined the chat.")
+        await stack.wait_text("You are being transferred to Bo.")
         missing = await control.post("/_control/conversations/nope/join", json={})
         assert missing.status_code == 404
         await control.post(f"/_control/conversations/{miaw.id}/end")
