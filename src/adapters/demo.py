@@ -163,9 +163,7 @@ async def run_demo(
             await agent.typing(session, True)
             await anyio.sleep(pace * 2)
             await agent.say(session, reply)
-            await until(
-                "the user reads the agent's reply", delivered(cid, lambda _, t, r=reply: t == r)
-            )
+            await until("the user reads the agent's reply", delivered(cid, _text_is(reply)))
         await say(cid, "Great, thank you!")
         await until("the agent reads the thanks", agent_got(session, "Great, thank you!"))
         await agent.say(session, "You're welcome. Have a good day!")
@@ -190,6 +188,10 @@ async def run_demo(
         )
         await say(cid, "how long does shipping take?")
         await until("the bot answers", delivered(cid, lambda _, t: t.startswith("Orders ship")))
+
+
+def _text_is(expected: str) -> Callable[[str | None, str], bool]:
+    return lambda _key, text: text == expected
 
 
 async def _within(awaitable: Awaitable[str], what: str) -> str:
