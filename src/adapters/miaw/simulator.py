@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-__all__ = ["Faults", "MiawSimulator", "SimConversation"]
+__all__ = ["Faults", "MiawController", "MiawSimulator", "SimConversation"]
 
 API = "/iamessage/api/v2"
 #: The call kinds :meth:`MiawSimulator.fail_next` understands.
@@ -107,6 +107,15 @@ class _Identity:
     #: ``(event id, the SSE frame)``
     events: list[tuple[int, bytes]] = attrs.field(factory=list)
     waiters: list[anyio.Event] = attrs.field(factory=list)
+    # One-shot faults of this user's stream (see MiawController.inject).
+    cut_next: bool = False
+    repeat_next: bool = False
+    delay_next: float = 0.0
+    refuse_next_stream: int | None = None
+    #: Every token of this user is refused from now on (the session is lost).
+    expired: bool = False
+    #: Protocol rules the client broke on this user's stream.
+    violations: list[str] = attrs.field(factory=list)
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -135,6 +144,34 @@ class SimConversation:
     #: The end user's typing indicators, in order.
     user_typing: list[bool] = attrs.field(factory=list)
     new_sessions: int = 0
+    #: Routing succeeded at least once (an agent can be given this conversation).
+    routed: bool = False
+    #: Cut off the response to the next message POST after processing it.
+    cut_next_send: bool = False
+    #: Protocol rules the client broke in this conversation, as the simulator saw them.
+    violations: list[str] = attrs.field(factory=list)
+
+
+class _CutOffResponse(Response):
+    """A response that starts, then breaks off: the request was processed, the client can't know."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=202)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"conversationEn', "more_body": True})
+        raise _ConnectionCut("response cut off on purpose (fault injection)")
+
+
+class _ConnectionCut(Exception):
+    pass
 
 
 class _Frames:
@@ -166,6 +203,20 @@ class _Frames:
                 self._index += 1
                 if sim.faults.event_delay:
                     await anyio.sleep(sim.faults.event_delay)
+                if identity.delay_next:
+                    delay, identity.delay_next = identity.delay_next, 0.0
+                    await anyio.sleep(delay)
+                if identity.repeat_next:
+                    # The three events before this one, again (a replay nobody asked for).
+                    identity.repeat_next = False
+                    earlier = identity.events[max(0, self._index - 4) : self._index - 1]
+                    frame = b"".join(f for _, f in earlier) + frame
+                if identity.cut_next:
+                    # Half a frame, then the connection ends: the event never completes.
+                    identity.cut_next = False
+                    sim._count("dropped_streams")
+                    self._finished = True
+                    return frame[: len(frame) // 2]
                 self._sent += 1
                 if sim.faults.drop_every and self._sent >= sim.faults.drop_every:
                     sim._count("dropped_streams")
@@ -175,7 +226,7 @@ class _Frames:
                 sim._count("dropped_streams")
                 break
             remaining = self._claims["exp"] - sim.clock()
-            if remaining <= 0 or self._claims["gen"] < sim._token_generation:
+            if remaining <= 0 or self._claims["gen"] < sim._token_generation or identity.expired:
                 # What the real stream ends with when the JWT lapses (reference §4.6).
                 self._finished = True
                 return _EXPIRED_FRAME
@@ -510,6 +561,7 @@ class MiawSimulator:
             self.reject(conversation.id, self.routing_failure)
             return
         conversation.routing_status = "NEEDS_ROUTING"
+        conversation.routed = True
         self._routing_result(conversation)
         if self.queue_position is not None:
             self.queue(conversation.id, self.queue_position)
@@ -588,6 +640,9 @@ class MiawSimulator:
         except ValueError:
             return None
         if claims["exp"] <= self.clock() or claims["gen"] < self._token_generation:
+            return None
+        identity = self._identities.get(claims["sub"])
+        if identity is not None and identity.expired:
             return None
         return claims
 
@@ -722,11 +777,14 @@ class MiawSimulator:
             or message.get("messageType") != "StaticContentMessage"
             or not isinstance(text, str)
         ):
+            conversation.violations.append(f"malformed message: {message!r}")
             return _error(400, "Invalid request parameters: message.")
         assert isinstance(message_id, str)
         if body.get("esDeveloperName") != self.developer_name:
+            conversation.violations.append("message without the right esDeveloperName")
             return _error(400, "Invalid request parameters: esDeveloperName.")
         if conversation.closed:
+            conversation.violations.append("message after the conversation was closed")
             return _error(400, "The conversation is closed.")
         entry_ack = {"conversationEntries": [{"id": message_id, "clientTimestamp": self._now_ms()}]}
         if message_id in conversation.message_ids:
@@ -760,6 +818,10 @@ class MiawSimulator:
         )
         if self.echo and conversation.agent is not None and self._task_group is not None:
             self._task_group.start_soon(self._echo_later, conversation.id, text)
+        if conversation.cut_next_send:
+            conversation.cut_next_send = False
+            self._count("cut_responses")
+            return _CutOffResponse()
         return JSONResponse(entry_ack, status_code=202)
 
     async def _entry(self, request: Request) -> Response:
@@ -774,8 +836,10 @@ class MiawSimulator:
         body = await self._json(request)
         kind = body.get("entryType") if body is not None else None
         if body is None or kind not in ("TypingStartedIndicator", "TypingStoppedIndicator"):
+            conversation.violations.append(f"entry of unknown type {kind!r}")
             return _error(400, "Invalid request parameters: entryType.")
         if not _is_lower_uuid(body.get("id")):
+            conversation.violations.append("typing indicator without a lowercase UUID id")
             return _error(400, "Invalid request parameters: id.")
         typing = kind == "TypingStartedIndicator"
         conversation.user_typing.append(typing)
@@ -836,11 +900,12 @@ class MiawSimulator:
         claims = self._claims(request)
         if claims is None:
             return self._unauthorized()
-        if request.query_params.get("esDeveloperName") != self.developer_name:
-            return _error(400, "Invalid request parameters: esDeveloperName.")
         conversation = self._owned(request, claims)
         if conversation is None:
             return _error(404, "Resource not found.")
+        if request.query_params.get("esDeveloperName") != self.developer_name:
+            conversation.violations.append("close without esDeveloperName")
+            return _error(400, "Invalid request parameters: esDeveloperName.")
         if not conversation.closed:
             conversation.closed = True
             conversation.session_active = False
@@ -862,12 +927,20 @@ class MiawSimulator:
         if claims is None:
             return self._unauthorized()
         headers = request.headers
+        identity = self._identity(claims["sub"])
         if headers.get("x-org-id", "")[:15] != self.org_id:
+            identity.violations.append("event stream without the org id (X-Org-Id)")
             return _error(400, "Invalid request parameters: X-Org-Id.")
         last_event_id = headers.get("last-event-id")
         if last_event_id is None:
+            identity.violations.append("event stream without Last-Event-Id")
             return _error(400, "Invalid request parameters: Last-Event-Id.")
-        identity = self._identity(claims["sub"])
+        if "text/event-stream" not in headers.get("accept", ""):
+            identity.violations.append("event stream without Accept: text/event-stream")
+        if identity.refuse_next_stream is not None:
+            status, identity.refuse_next_stream = identity.refuse_next_stream, None
+            self._count(f"injected:{status}")
+            return _error(status, "The service is moving this session; try again.")
         if self.faults.replay:
             try:
                 after = int(last_event_id)
@@ -988,3 +1061,97 @@ class MiawSimulator:
             Route("/_control/faults", self._control_faults, methods=["POST"]),
         ]
         return Starlette(routes=routes, lifespan=self._lifespan)
+
+
+class MiawController:
+    """The kit's :class:`~handoff_adapters.testing.AgentController` for the MIAW simulator.
+
+    Session handles are MIAW conversation ids. Conversations whose routing failed never reach an
+    agent, so they are not handed out by :meth:`next_session`. Faults map to MIAW as follows:
+
+    * ``RECONNECT``: the stream is closed and the next connection refused once with 503;
+    * ``SERVER_ERROR``: the next message POST gets a 500;
+    * ``DROP_STREAM``: the next event is cut off half-way and the connection ends;
+    * ``DROP_SEND``: the next message is processed, then its response is cut off;
+    * ``REPEAT``: the next event comes with the three before it, again;
+    * ``DELAY``: the next event waits half a second;
+    * ``SESSION_LOST``: every token of that user is refused (401, and the stream ends).
+    """
+
+    def __init__(self, simulator: MiawSimulator, *, delay: float = 0.5) -> None:
+        from handoff_adapters.testing import Fault
+
+        self.simulator = simulator
+        self.faults = frozenset(Fault)
+        self._delay = delay
+        self._handed: set[str] = set()
+
+    def _waiting(self) -> list[SimConversation]:
+        return [
+            c
+            for c in self.simulator.conversations.values()
+            if c.routed and c.id not in self._handed
+        ]
+
+    async def next_session(self) -> str:
+        await self.simulator.wait_for(lambda _: bool(self._waiting()))
+        conversation = self._waiting()[0]
+        self._handed.add(conversation.id)
+        return conversation.id
+
+    async def join(self, session: str, agent_name: str) -> None:
+        self.simulator.join(session, agent_name)
+
+    async def say(self, session: str, text: str) -> None:
+        self.simulator.say(session, text)
+
+    async def typing(self, session: str, typing: bool) -> None:
+        self.simulator.typing(session, typing)
+
+    async def transfer(self, session: str, agent_name: str) -> None:
+        self.simulator.transfer(session, agent_name)
+
+    async def end(self, session: str) -> None:
+        self.simulator.end(session)
+
+    async def received(self, session: str) -> list[str]:
+        return list(self.simulator.conversation(session).user_messages)
+
+    async def typing_received(self, session: str) -> list[bool]:
+        return list(self.simulator.conversation(session).user_typing)
+
+    async def ended_by_user(self, session: str) -> bool:
+        return self.simulator.conversation(session).closed
+
+    async def set_available(self, available: bool) -> None:
+        self.simulator.routing_failure = None if available else "No agents are available."
+
+    async def inject(self, session: str, fault: Any) -> None:
+        from handoff_adapters.testing import Fault
+
+        sim = self.simulator
+        conversation = sim.conversation(session)
+        identity = sim._identity(conversation.subject)
+        if fault is Fault.RECONNECT:
+            identity.refuse_next_stream = 503
+            sim.drop_streams()
+        elif fault is Fault.SERVER_ERROR:
+            sim.fail_next("message", 500)
+        elif fault is Fault.DROP_STREAM:
+            identity.cut_next = True
+        elif fault is Fault.DROP_SEND:
+            conversation.cut_next_send = True
+        elif fault is Fault.REPEAT:
+            identity.repeat_next = True
+        elif fault is Fault.DELAY:
+            identity.delay_next = self._delay
+        elif fault is Fault.SESSION_LOST:
+            identity.expired = True
+            identity.wake()
+        else:
+            raise ValueError(f"unsupported fault {fault!r}")
+
+    async def violations(self, session: str) -> list[str]:
+        conversation = self.simulator.conversation(session)
+        identity = self.simulator._identity(conversation.subject)
+        return [*identity.violations, *conversation.violations]
