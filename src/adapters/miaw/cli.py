@@ -47,6 +47,11 @@ def register(commands: Commands) -> None:
     simulate.add_argument(
         "--no-echo", action="store_true", help='agents don\'t answer "You said: …"'
     )
+    simulate.add_argument(
+        "--greeting",
+        default="Hi, I'm {agent}. How can I help?",
+        help="what a joining agent says ({agent}: their name; empty: nothing)",
+    )
     simulate.add_argument("--token-ttl", type=float, default=3600.0, metavar="SECONDS")
     simulate.add_argument("--ping-interval", type=float, default=15.0, metavar="SECONDS")
     simulate.add_argument("--drop-every", type=int, default=None, metavar="N")
@@ -87,6 +92,7 @@ def _simulate(args: argparse.Namespace) -> int:
         estimated_wait=args.estimated_wait,
         routing_failure=args.routing_failure,
         echo=not args.no_echo,
+        greeting=args.greeting or None,
         token_ttl=args.token_ttl,
         ping_interval=args.ping_interval,
     )

@@ -255,6 +255,7 @@ class MiawSimulator:
         estimated_wait: float | None = None,
         routing_failure: str | None = None,
         echo: bool = False,
+        greeting: str | None = None,
         token_ttl: float = 3600.0,
         ping_interval: float = 15.0,
         clock: Callable[[], float] = time.time,
@@ -270,6 +271,8 @@ class MiawSimulator:
         self.routing_failure = routing_failure
         #: Agents answer every user message with "You said: …" (for demos).
         self.echo = echo
+        #: What an agent says on joining (``{agent}`` is replaced by their name).
+        self.greeting = greeting
         self.token_ttl = token_ttl
         self.ping_interval = ping_interval
         self.faults = Faults()
@@ -310,6 +313,8 @@ class MiawSimulator:
         conversation.agent = name
         conversation.routing_status = "ROUTED"
         self._participant(conversation, "add", name)
+        if self.greeting:
+            self.say(conversation_id, self.greeting.replace("{agent}", name))
 
     def say(self, conversation_id: str, text: str) -> None:
         conversation = self.conversation(conversation_id)
