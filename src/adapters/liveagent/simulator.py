@@ -909,6 +909,25 @@ def create_app(simulator: Simulator) -> Starlette:
             raise _HttpError(404, f"unknown action {action!r}")
         return JSONResponse(_describe_session(session))
 
+    async def control_broadcast(request: Request) -> Response:
+        """One action for every live session (``join`` the queued ones, ``say``, ``end``):
+        drives thousands of sessions with one request, e.g. from a benchmark."""
+        body = await Simulator._json_body(request)
+        action = _req_str(body, "action")
+        count = 0
+        for session in list(simulator.sessions.values()):
+            simulator._release_due(session)
+            if action == "join" and session.state == "queued":
+                simulator.join(session, _opt_str(body, "name"))
+            elif action == "say" and session.state == "chatting":
+                simulator.say(session, _req_str(body, "text"))
+            elif action == "end" and session.state in ("queued", "chatting"):
+                simulator.end(session)
+            else:
+                continue
+            count += 1
+        return JSONResponse({"sessions": count})
+
     async def control_availability(request: Request) -> Response:
         body = await Simulator._json_body(request)
         available = body.get("available")
@@ -938,6 +957,7 @@ def create_app(simulator: Simulator) -> Starlette:
         Route("/_control/sessions/{handle}", guarded(control_session), methods=["GET"]),
         Route("/_control/sessions/{handle}/{action}", guarded(control_action), methods=["POST"]),
         Route("/_control/availability", guarded(control_availability), methods=["POST"]),
+        Route("/_control/broadcast", guarded(control_broadcast), methods=["POST"]),
     ]
     return Starlette(routes=routes)
 
