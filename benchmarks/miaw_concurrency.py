@@ -69,7 +69,7 @@ class CountingChannel:
     async def deliver(self, conversation: Conversation, delivery: fx.DeliverToUser) -> None:
         if delivery.message_key == "agentJoinedMessage":
             self.joined.add(conversation.id)
-        elif delivery.sender is fx.Sender.AGENT:
+        elif delivery.sender is fx.Sender.AGENT and delivery.text == "hello user":
             self.agent_messages[conversation.id] = self.agent_messages.get(conversation.id, 0) + 1
         self.changed.set()
         self.changed = anyio.Event()
@@ -177,6 +177,8 @@ def main() -> int:
             "--join-delay",
             "0",
             "--no-echo",
+            "--greeting",
+            "",
             "--ping-interval",
             "60",
         ],
