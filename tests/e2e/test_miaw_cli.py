@@ -99,12 +99,38 @@ def test_connect_chats_with_the_simulated_agent() -> None:
             connect.stdin.close()
             assert connect.wait(10) == 0, connect.stderr.read() if connect.stderr else ""
         listed = httpx.get(url + "/_control/conversations").json()
+        # No agent available: exit status 1 and the reason, on stderr.
+        httpx.post(url + "/_control/faults", json={"available": False})
+        # stdin stays open: EOF would end the chat before routing answers.
+        with subprocess.Popen(
+            [
+                *HANDOFF,
+                "connect",
+                "miaw",
+                "--url",
+                url,
+                "--org-id",
+                "00DSIM000000001",
+                "--developer-name",
+                "handoff_sim",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        ) as failed:
+            status = failed.wait(30)
+            assert failed.stderr is not None
+            failure = failed.stderr.read()
     finally:
         simulator.terminate()
         simulator.wait(10)
     assert listed[0]["routingAttributes"] == {"_firstName": "Ada", "OrderNumber": "A-1"}
     assert listed[0]["userMessages"] == ["bonjour"]
     assert listed[0]["closed"] is True
+    assert status == 1
+    assert "transfer failed: No agents are available." in failure
     joined = [line for line in lines if line.get("message_key") == "agentJoinedMessage"]
     assert "Jane Agent" in str(joined[0]["text"])
     assert joined[0]["text"] != "Jane Agent has joined the chat."  # in French (--lang fr)

@@ -28,7 +28,7 @@ async def test_concurrent_conversations_through_dropped_streams(replay: bool) ->
             await stack.wait_text("Jane Agent has joined the chat.", cid)
 
         async def talk(cid: str) -> None:
-            miaw_id = stack.miaw_id(cid)
+            miaw_id = await stack.miaw_id(cid)
             for number in range(MESSAGES):
                 sim.say(miaw_id, f"{cid} agent {number}")
                 await stack.runtime.user_said(cid, f"{cid} user {number}")
@@ -44,7 +44,7 @@ async def test_concurrent_conversations_through_dropped_streams(replay: bool) ->
     for cid in ids:
         agent = [t for t in stack.channel.texts(cid) if " agent " in t]
         assert agent == [f"{cid} agent {n}" for n in range(MESSAGES)]
-        assert sim.conversation(stack.miaw_id(cid)).user_messages == [
+        assert sim.conversation(await stack.miaw_id(cid)).user_messages == [
             f"{cid} user {n}" for n in range(MESSAGES)
         ]
     assert sim.stats["dropped_streams"] >= CONVERSATIONS

@@ -61,8 +61,10 @@ def register(commands: Commands) -> None:
 
     connect = commands.connect.add_parser(
         "miaw",
-        help="chat with a MIAW (Enhanced Chat) agent from the terminal",
-        description="Open a MIAW conversation as a guest user and chat with the agent.",
+        help="chat with a MIAW (Enhanced Chat) agent (or its simulator) as the end user",
+        description="Opens a conversation as a guest user. Lines from stdin go to the agent; EOF "
+        "or the end keyword ends the chat. Exit status 0 on a normal end, 1 with a one-line "
+        "reason if the transfer fails or the session is lost.",
     )
     connect.add_argument("--url", required=True, help="the deployment's SCRT URL")
     connect.add_argument("--org-id", required=True)
@@ -74,8 +76,15 @@ def register(commands: Commands) -> None:
         metavar="KEY=VALUE",
         help="a routing attribute (pre-chat field); repeatable",
     )
-    connect.add_argument("--lang", default="en", help="the conversation's language")
+    connect.add_argument("--user-name", default=None, help="the end user's name")
+    connect.add_argument("--lang", default="en", help="language of the conversation")
     connect.add_argument("--json", action="store_true", help="one JSON object per line")
+    connect.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=600.0,
+        help="give up waiting for an agent after this many seconds",
+    )
     connect.set_defaults(handler=_connect)
 
 
@@ -113,9 +122,9 @@ def _routing(pairs: list[str]) -> dict[str, str]:
     attributes: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--routing {pair!r}: expected KEY=VALUE")
-        attributes[key] = value
+        if not sep or not key.strip():
+            raise SystemExit(f"handoff connect: --routing expects KEY=VALUE, got {pair!r}")
+        attributes[key.strip()] = value
     return attributes
 
 
@@ -123,64 +132,61 @@ def _connect(args: argparse.Namespace) -> int:
     return anyio.run(_chat, args)
 
 
-#: Where a chat with an agent ends, and the exit status for each.
-_OUTCOMES = {"bot": 0, "user_ended": 0, "transfer_failed": 1}
-
-
 async def _chat(args: argparse.Namespace) -> int:
-    """Escalate one conversation at once, then relay stdin lines to the agent until it ends."""
+    """Escalate at once, relay stdin lines to the agent, stop when the agent session is over.
+
+    The same behaviour and output contract as ``handoff connect liveagent`` (whose no-bot, stdin
+    and exit-status helpers it reuses): EOF ends the chat like the end keyword; exit status 0 on a
+    normal end, 1 with a one-line reason on stderr when the transfer fails or the session is lost.
+    """
     import time
 
+    from handoff_adapters.liveagent.cli import _exit_status, _NoBot, _stdin_lines
     from handoff_adapters.miaw.client import MiawBackend
-    from handoff_adapters.rulebot import RuleBot
     from handoff_adapters.terminal import TerminalChannel
+    from handoff_core import effects as fx
     from handoff_core import events as ev
+    from handoff_core.conversation import Conversation
+    from handoff_core.policy import Policy
     from handoff_core.runtime import MemoryStore, Runtime
 
     routing = _routing(args.routing)
     channel = TerminalChannel(sys.stdout, json=args.json)
-    conversation_id = f"connect-{int(time.time())}"
-    async with MiawBackend(
-        args.url, args.org_id, args.developer_name, language=args.lang
-    ) as backend:
+    bot = _NoBot()
+    policy = Policy(queue_timeout=args.queue_timeout)
+    cid = "terminal"
+    finished = anyio.Event()
+
+    def watch(conversation: Conversation, delivery: fx.DeliverToUser) -> None:
+        if conversation.agent_session is None:  # the agent session is over, one way or another
+            finished.set()
+
+    channel.observers.append(watch)
+    async with MiawBackend(args.url, args.org_id, args.developer_name) as backend:
         runtime = Runtime(
-            bot=RuleBot(), agents=backend, channel=channel, store=MemoryStore(serialize=True)
+            bot=bot, agents=backend, channel=channel, store=MemoryStore(), policy=policy
         )
-        async with runtime.running(), anyio.create_task_group() as group:
-            await runtime.start(conversation_id, language=args.lang, prechat=routing)
+        async with runtime.running():
+            await runtime.start(cid, language=args.lang, user_name=args.user_name, prechat=routing)
             await runtime.feed(
-                conversation_id,
+                cid,
                 ev.BotEscalated(
                     at=time.time(), reason=ev.EscalationReason.USER_REQUEST, prechat=routing
                 ),
             )
-            outcome: list[int] = []
+            async with anyio.create_task_group() as task_group:
 
-            async def relay_stdin() -> None:
-                while True:
-                    line = await anyio.to_thread.run_sync(
-                        sys.stdin.readline, abandon_on_cancel=True
-                    )
-                    if not line:  # end of input: the user closed the window
-                        await runtime.user_left(conversation_id)
-                        return
-                    text = line.rstrip("\n")
-                    if text.strip():
-                        if args.json:
-                            channel.user(await runtime.get(conversation_id), text)
-                        await runtime.user_said(conversation_id, text)
+                async def read_user() -> None:
+                    async for line in _stdin_lines():
+                        if line.strip():
+                            if args.json:  # a pipe reading the output sees both sides
+                                channel.user(await runtime.get(cid), line)
+                            await runtime.user_said(cid, line)
+                    # EOF: end the chat cleanly (close the conversation), as the keyword would.
+                    await runtime.user_said(cid, policy.end_keyword)
 
-            async def watch() -> None:
-                # The store has no change notification; polling it is cheap and local.
-                while True:
-                    conversation = await runtime.get(conversation_id)
-                    state = conversation.state.value if conversation else "bot"
-                    if state in _OUTCOMES and conversation and conversation.escalations:
-                        outcome.append(_OUTCOMES[state])
-                        group.cancel_scope.cancel()
-                        return
-                    await anyio.sleep(0.1)
-
-            group.start_soon(relay_stdin)
-            group.start_soon(watch)
-    return outcome[0] if outcome else 0
+                task_group.start_soon(read_user)
+                await finished.wait()
+                task_group.cancel_scope.cancel()
+            conversation = await runtime.get(cid)
+    return _exit_status(conversation, bot.outcome)

@@ -76,9 +76,14 @@ def _derived_uuid(name: str) -> str:
     return str(uuid.UUID(bytes=uuid.uuid5(_NAMESPACE, name).bytes, version=4))
 
 
-def conversation_uuid(session: str) -> str:
-    """The MIAW conversation id of a core agent session (lowercase, as the API requires)."""
-    return _derived_uuid(f"conversation:{session}")
+def conversation_uuid(session: str, identity: str) -> str:
+    """The MIAW conversation id of a core agent session opened by ``identity`` (the token subject).
+
+    Lowercase, as the API requires. The same session and identity give the same id, so a retried
+    ``open`` is idempotent; another identity (a new guest token, another process) gets another id
+    instead of colliding with a conversation it cannot read.
+    """
+    return _derived_uuid(f"conversation:{identity}:{session}")
 
 
 def _language(code: str) -> str:
@@ -86,8 +91,8 @@ def _language(code: str) -> str:
     return code.replace("-", "_")
 
 
-def _token_expiry(token: str) -> float:
-    """``exp`` of a JWT, read without verifying it (we are the bearer, not the audience, §2.4)."""
+def _token_claims(token: str) -> tuple[float, str]:
+    """``exp`` and ``sub`` of a JWT, read without verifying it (we are the bearer, §2.4)."""
     try:
         payload_part = token.split(".")[1]
         padded = payload_part + "=" * (-len(payload_part) % 4)
@@ -97,7 +102,13 @@ def _token_expiry(token: str) -> float:
         raise RemoteProtocolError("access token: not a JWT with an exp claim") from None
     if isinstance(exp, bool) or not isinstance(exp, int | float):
         raise RemoteProtocolError("access token: exp claim is not a number")
-    return float(exp)
+    subject = claims.get("sub")
+    return float(exp), subject if isinstance(subject, str) else ""
+
+
+def _token(value: str, last_event_id: str | None = None) -> _Token:
+    expires_at, subject = _token_claims(value)
+    return _Token(value=value, expires_at=expires_at, subject=subject, last_event_id=last_event_id)
 
 
 class MiawError(HandoffError):
@@ -116,6 +127,7 @@ class SessionExpired(HandoffError):
 class _Token:
     value: str = attrs.field(repr=False)
     expires_at: float
+    subject: str = ""
     last_event_id: str | None = None
 
 
@@ -279,11 +291,11 @@ class MiawBackend:
         return True
 
     async def open(self, conversation: Conversation, request: fx.OpenAgentSession) -> ev.Cursor:
-        conversation_id = conversation_uuid(request.session)
         token = self._tokens.get(request.session)
         if token is None or token.expires_at <= self._clock():
             token = await self._mint(conversation)
             self._tokens[request.session] = token
+        conversation_id = conversation_uuid(request.session, token.subject)
         position = _Position(
             conversation_id=conversation_id,
             token=token,
@@ -465,11 +477,7 @@ class MiawBackend:
 
     def _token_from(self, response: httpx.Response, what: str) -> _Token:
         parsed = wire.parse_json(response.content, wire.AccessToken, what)
-        return _Token(
-            value=parsed.access_token,
-            expires_at=_token_expiry(parsed.access_token),
-            last_event_id=parsed.last_event_id,
-        )
+        return _token(parsed.access_token, parsed.last_event_id)
 
     async def _continue(self, session: str, position: _Position) -> None:
         """A new process picking up a stored token: get a continuation token for it (§2.3).
@@ -517,17 +525,15 @@ class MiawBackend:
 
     def _session_of(self, conversation: Conversation, session: str) -> tuple[str, _Token]:
         cursor = conversation.agent_cursor or {}
-        cached = self._tokens.get(session)
+        token = self._tokens.get(session)
+        if token is None:
+            stored = cursor.get("token")
+            if not isinstance(stored, str):
+                raise HandoffError(f"MIAW session {session!r}: no access token (never opened?)")
+            token = self._tokens[session] = _token(stored)
         conversation_id = cursor.get("conversation_id")
         if not isinstance(conversation_id, str):
-            conversation_id = conversation_uuid(session)
-        if cached is not None:
-            return conversation_id, cached
-        stored = cursor.get("token")
-        if not isinstance(stored, str):
-            raise HandoffError(f"MIAW session {session!r}: no access token (never opened?)")
-        token = _Token(value=stored, expires_at=_token_expiry(stored))
-        self._tokens[session] = token
+            conversation_id = conversation_uuid(session, token.subject)
         return conversation_id, token
 
     def _position_from(self, session: str, cursor: ev.Cursor) -> _Position:
@@ -537,7 +543,7 @@ class MiawBackend:
         since = cursor.get("since")
         if not isinstance(conversation_id, str) or not isinstance(stored, str):
             raise HandoffError(f"MIAW session {session!r}: cursor lacks conversation id or token")
-        token = self._tokens.get(session) or _Token(value=stored, expires_at=_token_expiry(stored))
+        token = self._tokens.get(session) or _token(stored)
         return _Position(
             conversation_id=conversation_id,
             token=token,

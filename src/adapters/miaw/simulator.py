@@ -1020,6 +1020,8 @@ class MiawSimulator:
                 self.fail_next(item["kind"], int(item["status"]), item.get("retry_after"))
             except (KeyError, TypeError, ValueError) as exc:
                 return _error(400, f"fail_next: {exc}")
+        if "available" in body:
+            self.routing_failure = None if body["available"] else "No agents are available."
         if body.get("expire_tokens"):
             self.expire_tokens()
         if body.get("drop_streams"):

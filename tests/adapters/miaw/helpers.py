@@ -31,14 +31,20 @@ class Stack:
     async def escalate(self, conversation_id: str = "c1") -> SimConversation:
         """The user asks for an agent; returns the simulated MIAW conversation once created."""
         await self.runtime.user_said(conversation_id, "agent")
+        miaw_id = await self.miaw_id(conversation_id)
         with anyio.fail_after(5):
-            await self.sim.wait_for(lambda sim: self.miaw_id(conversation_id) in sim.conversations)
-        return self.sim.conversation(self.miaw_id(conversation_id))
+            await self.sim.wait_for(lambda sim: miaw_id in sim.conversations)
+        return self.sim.conversation(miaw_id)
 
-    def miaw_id(self, conversation_id: str) -> str:
-        from handoff_adapters.miaw import conversation_uuid
-
-        return conversation_uuid(f"{conversation_id}#1")
+    async def miaw_id(self, conversation_id: str) -> str:
+        """The MIAW conversation id, from the cursor the core stored."""
+        with anyio.fail_after(5):
+            while True:
+                conversation = await self.runtime.get(conversation_id)
+                cursor = conversation.agent_cursor if conversation else None
+                if cursor and isinstance(cursor.get("conversation_id"), str):
+                    return str(cursor["conversation_id"])
+                await anyio.sleep(0.01)
 
     async def state(self, conversation_id: str = "c1") -> State:
         conversation = await self.runtime.get(conversation_id)

@@ -26,7 +26,7 @@ def _jwt(exp: float) -> str:
     def part(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
-    return f"{part({'alg': 'HS256'})}.{part({'sub': 'u', 'exp': exp})}.sig"
+    return f"{part({'alg': 'HS256'})}.{part({'sub': 'guest-1', 'exp': exp})}.sig"
 
 
 TOKEN = _jwt(4_102_444_800)  # 2100
@@ -55,7 +55,7 @@ async def test_open_send_typing_close_request_shapes() -> None:
         )
         create = mock.post("/iamessage/api/v2/conversation").respond(201, json={})
         session = "c1#1"
-        cid = conversation_uuid(session)
+        cid = conversation_uuid(session, "guest-1")
         message = mock.post(f"/iamessage/api/v2/conversation/{cid}/message").respond(202, json={})
         typing = mock.post(f"/iamessage/api/v2/conversation/{cid}/entry").respond(202)
         close = mock.delete(f"/iamessage/api/v2/conversation/{cid}").respond(204)
@@ -127,8 +127,10 @@ async def test_open_send_typing_close_request_shapes() -> None:
 
 
 async def test_open_is_deterministic_per_session() -> None:
-    assert conversation_uuid("c1#1") == conversation_uuid("c1#1")
-    assert conversation_uuid("c1#1") != conversation_uuid("c1#2")
+    assert conversation_uuid("c1#1", "guest-1") == conversation_uuid("c1#1", "guest-1")
+    assert conversation_uuid("c1#1", "guest-1") != conversation_uuid("c1#2", "guest-1")
+    # Another identity (a new guest token) never collides with a conversation it can't read.
+    assert conversation_uuid("c1#1", "guest-1") != conversation_uuid("c1#1", "guest-2")
 
 
 async def test_a_failed_create_closes_the_stream() -> None:
