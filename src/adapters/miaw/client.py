@@ -76,13 +76,15 @@ def _derived_uuid(name: str) -> str:
     return str(uuid.UUID(bytes=uuid.uuid5(_NAMESPACE, name).bytes, version=4))
 
 
-def conversation_uuid(session: str, identity: str) -> str:
-    """The MIAW conversation id of a core agent session opened by ``identity`` (the token subject).
+def conversation_uuid(session: str, identity: str | None = None) -> str:
+    """The MIAW conversation id of a core agent session (lowercase, as the API requires).
 
-    Lowercase, as the API requires. The same session and identity give the same id, so a retried
-    ``open`` is idempotent; another identity (a new guest token, another process) gets another id
-    instead of colliding with a conversation it cannot read.
+    Derived from the session, so a retried ``open`` is idempotent. When that id is taken by
+    another identity (a guest token minted by another process after a crash, or a reused
+    conversation id), ``open`` falls back to the id derived with ``identity``, the token subject.
     """
+    if identity is None:
+        return _derived_uuid(f"conversation:{session}")
     return _derived_uuid(f"conversation:{identity}:{session}")
 
 
@@ -295,7 +297,7 @@ class MiawBackend:
         if token is None or token.expires_at <= self._clock():
             token = await self._mint(conversation)
             self._tokens[request.session] = token
-        conversation_id = conversation_uuid(request.session, token.subject)
+        conversation_id = conversation_uuid(request.session)
         position = _Position(
             conversation_id=conversation_id,
             token=token,
@@ -304,7 +306,17 @@ class MiawBackend:
         )
         response = await self._connect(position)
         try:
-            await self._create(conversation_id, token, request.context)
+            try:
+                await self._create(conversation_id, token, request.context)
+            except MiawError as exc:
+                # 409: the id belongs to another identity (§6: candidate meaning, UNCONFIRMED);
+                # this identity cannot read it, so it takes its own.
+                if exc.status != 409:
+                    raise
+                self.stats["conversation_id_conflicts"] += 1
+                conversation_id = conversation_uuid(request.session, token.subject)
+                position.conversation_id = conversation_id
+                await self._create(conversation_id, token, request.context)
         except BaseException:
             await _close_quietly(response)
             raise
@@ -533,7 +545,7 @@ class MiawBackend:
             token = self._tokens[session] = _token(stored)
         conversation_id = cursor.get("conversation_id")
         if not isinstance(conversation_id, str):
-            conversation_id = conversation_uuid(session, token.subject)
+            conversation_id = conversation_uuid(session)
         return conversation_id, token
 
     def _position_from(self, session: str, cursor: ev.Cursor) -> _Position:

@@ -169,3 +169,15 @@ async def test_expired_verified_token_is_renewed() -> None:
         assert await stack.state() is State.AGENT_CONNECTED
     assert stack.backend.stats["tokens_renewed"] >= 1
     assert miaw.subject.endswith("uid:user-c1")
+
+
+async def test_a_conversation_id_taken_by_another_identity_gets_its_own() -> None:
+    """Two processes, same core conversation id (e.g. ``handoff connect`` run twice)."""
+    async with miaw_stack() as first:
+        taken = await first.escalate()
+        async with miaw_stack(first.sim) as second:
+            again = await second.escalate()
+            await second.wait_text("Jane Agent has joined the chat.")
+    assert again.id != taken.id
+    assert again.subject != taken.subject
+    assert second.backend.stats["conversation_id_conflicts"] == 1

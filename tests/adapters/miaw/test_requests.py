@@ -55,7 +55,7 @@ async def test_open_send_typing_close_request_shapes() -> None:
         )
         create = mock.post("/iamessage/api/v2/conversation").respond(201, json={})
         session = "c1#1"
-        cid = conversation_uuid(session, "guest-1")
+        cid = conversation_uuid(session)
         message = mock.post(f"/iamessage/api/v2/conversation/{cid}/message").respond(202, json={})
         typing = mock.post(f"/iamessage/api/v2/conversation/{cid}/entry").respond(202)
         close = mock.delete(f"/iamessage/api/v2/conversation/{cid}").respond(204)
@@ -127,10 +127,11 @@ async def test_open_send_typing_close_request_shapes() -> None:
 
 
 async def test_open_is_deterministic_per_session() -> None:
-    assert conversation_uuid("c1#1", "guest-1") == conversation_uuid("c1#1", "guest-1")
-    assert conversation_uuid("c1#1", "guest-1") != conversation_uuid("c1#2", "guest-1")
-    # Another identity (a new guest token) never collides with a conversation it can't read.
+    assert conversation_uuid("c1#1") == conversation_uuid("c1#1")
+    assert conversation_uuid("c1#1") != conversation_uuid("c1#2")
+    # The fallback when the id belongs to another identity: one id per identity.
     assert conversation_uuid("c1#1", "guest-1") != conversation_uuid("c1#1", "guest-2")
+    assert conversation_uuid("c1#1", "guest-1") != conversation_uuid("c1#1")
 
 
 async def test_a_failed_create_closes_the_stream() -> None:
