@@ -103,6 +103,8 @@ class Conversation:
     #: The bot currently in charge (changes on bot-to-bot transfer); ``None``: the default bot.
     bot: str | None = None
     bot_cursor: Mapping[str, ev.Scalar] | None = None
+    #: The user channel's reply address, when it has one per conversation (see ``UserEvent``).
+    channel_cursor: Mapping[str, ev.Scalar] | None = None
     step: int = 0
     bot_errors: int = 0
     not_understood: int = 0
@@ -727,6 +729,8 @@ def handle(conversation: Conversation, event: ev.Event, policy: Policy = DEFAULT
         if isinstance(event, ev.AgentEvent):
             if context.get("agent_session") == event.session:
                 changes["agent_cursor"] = cursor
+        elif isinstance(event, ev.UserEvent):
+            changes["channel_cursor"] = cursor
         else:
             changes["bot_cursor"] = cursor
     if context.state is not conversation.state:

@@ -180,7 +180,15 @@ class Event:
 
 @attrs.frozen(kw_only=True)
 class UserEvent(Event):
-    """Something the end user did in the chat window."""
+    """Something the end user did in the chat window.
+
+    ``cursor`` is the channel's resumable reply address (e.g. Kore's per-request callback URLs),
+    stored as ``conversation.channel_cursor`` so another process can answer later.
+    """
+
+    cursor: Cursor | None = attrs.field(
+        default=None, converter=_frozen_mapping, validator=_flat_mapping
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -136,6 +136,8 @@ def test_cursors_are_stored_with_the_conversation() -> None:
     assert step.conversation.agent_cursor == {"ack": 9}
     step = handle(conv, ev.BotReplied(at=2, text="hi", cursor={"session": "s1", "seq": 4}), policy)
     assert step.conversation.bot_cursor == {"session": "s1", "seq": 4}
+    step = handle(conv, ev.UserMessage(at=2, text="hi", cursor={"reply": "https://x/1"}), policy)
+    assert step.conversation.channel_cursor == {"reply": "https://x/1"}
 
 
 def test_an_outbox_must_be_finished_first() -> None:
