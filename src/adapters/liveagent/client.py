@@ -211,7 +211,10 @@ class LiveAgentBackend:
         self.config = config
         self.name = name
         self._owns_http = http is None
-        self._http = http if http is not None else HttpClients(transport=transport)
+        # Measured (benchmarks/liveagent_concurrency.py, 1,000 concurrent polls): CPU per
+        # delivered message is 35 ms with 1 client, 4.0 ms with 32, 1.3 ms with 256 (about 4
+        # polls per client) and 1.2 ms with one client each; so 256 lazily created shards.
+        self._http = http if http is not None else HttpClients(shards=256, transport=transport)
         self._base = config.endpoint
         self._live: dict[str, _Live] = {}
         #: Counters for monitoring: polls, batches, duplicate_batches, reconnects, retries…
