@@ -114,6 +114,7 @@ class ScriptedAgents:
         self.sent: list[tuple[str, str]] = []
         self.typing_seen: list[tuple[str, bool]] = []
         self.closed: list[tuple[str, fx.CloseReason]] = []
+        self.closed_with: list[ev.Cursor | None] = []
         self.opened: list[fx.OpenAgentSession] = []
         self._streams: dict[
             str,
@@ -171,6 +172,7 @@ class ScriptedAgents:
 
     async def close(self, conversation: Conversation, request: fx.CloseAgentSession) -> None:
         self.closed.append((request.session, request.reason))
+        self.closed_with.append(conversation.agent_cursor)
         send, receive = self._stream(request.session)
         send.close()
         receive.close()

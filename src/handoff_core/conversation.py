@@ -102,9 +102,9 @@ class Conversation:
     end_keyword: str | None = None
     #: The bot currently in charge (changes on bot-to-bot transfer); ``None``: the default bot.
     bot: str | None = None
-    bot_cursor: Mapping[str, ev.Scalar] | None = None
+    bot_cursor: Mapping[str, ev.Scalar] | None = attrs.field(default=None, repr=ev.redacted)
     #: The user channel's reply address, when it has one per conversation (see ``UserEvent``).
-    channel_cursor: Mapping[str, ev.Scalar] | None = None
+    channel_cursor: Mapping[str, ev.Scalar] | None = attrs.field(default=None, repr=ev.redacted)
     step: int = 0
     bot_errors: int = 0
     not_understood: int = 0
@@ -112,7 +112,7 @@ class Conversation:
     escalation: Escalation | None = None
     agent_session: str | None = None
     agent_backend: str | None = None
-    agent_cursor: Mapping[str, ev.Scalar] | None = None
+    agent_cursor: Mapping[str, ev.Scalar] | None = attrs.field(default=None, repr=ev.redacted)
     #: Requests sent to the current agent session (see ``AgentEffect.ordinal``).
     agent_ordinal: int = 0
     agent_name: str | None = None
@@ -618,7 +618,13 @@ class _StepContext:
         """Close the agent session, cancel its timers, and give buffered messages to the bot."""
         escalation: Escalation | None = self.get("escalation")
         if escalation is not None and escalation.session_requested:
-            self.emit_agent(fx.CloseAgentSession, reason=reason, peer_closed=peer_closed)
+            # The record forgets the session in this step; the close still needs its cursor.
+            self.emit_agent(
+                fx.CloseAgentSession,
+                reason=reason,
+                peer_closed=peer_closed,
+                cursor=self.get("agent_cursor"),
+            )
         self._cancel_timers()
         for message in self.get("pending"):
             # Nothing a user said is lost: an agent never came, so the bot gets it.

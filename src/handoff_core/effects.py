@@ -16,7 +16,14 @@ from collections.abc import Mapping
 
 import attrs
 
-from handoff_core.events import EscalationReason, EscalationTarget, Scalar, TimerKind
+from handoff_core.events import (
+    Cursor,
+    EscalationReason,
+    EscalationTarget,
+    Scalar,
+    TimerKind,
+    redacted,
+)
 
 __all__ = [
     "AgentEffect",
@@ -185,6 +192,8 @@ class CloseAgentSession(AgentEffect):
     reason: CloseReason
     #: True when the peer ended the session itself: release local resources, send nothing.
     peer_closed: bool = False
+    #: The session's last cursor (the conversation record no longer holds it).
+    cursor: Cursor | None = attrs.field(default=None, repr=redacted)
 
 
 @attrs.frozen(kw_only=True)

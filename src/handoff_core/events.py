@@ -162,6 +162,13 @@ def _flat_mapping(instance: object, attribute: attrs.Attribute[Any], value: Any)
             )
 
 
+def redacted(value: Mapping[str, Scalar] | None) -> str:
+    """``repr`` of a cursor: its keys only. Cursors hold session keys and tokens."""
+    if value is None:
+        return "None"
+    return "<cursor " + ",".join(sorted(value)) + ">"
+
+
 def _frozen_mapping(value: Mapping[str, Scalar] | None) -> Mapping[str, Scalar] | None:
     # Copy so a caller mutating its dict afterwards cannot change a frozen event.
     return dict(value) if isinstance(value, Mapping) else value
@@ -187,7 +194,7 @@ class UserEvent(Event):
     """
 
     cursor: Cursor | None = attrs.field(
-        default=None, converter=_frozen_mapping, validator=_flat_mapping
+        default=None, converter=_frozen_mapping, validator=_flat_mapping, repr=redacted
     )
 
 
@@ -222,7 +229,7 @@ class BotEvent(Event):
 
     peer_id: str | None = attrs.field(default=None, validator=_optional_text)
     cursor: Cursor | None = attrs.field(
-        default=None, converter=_frozen_mapping, validator=_flat_mapping
+        default=None, converter=_frozen_mapping, validator=_flat_mapping, repr=redacted
     )
 
 
@@ -318,7 +325,7 @@ class AgentEvent(Event):
     session: str = attrs.field(validator=_non_empty)
     peer_id: str | None = attrs.field(default=None, validator=_optional_text)
     cursor: Cursor | None = attrs.field(
-        default=None, converter=_frozen_mapping, validator=_flat_mapping
+        default=None, converter=_frozen_mapping, validator=_flat_mapping, repr=redacted
     )
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import attrs
 
 from handoff_core import effects as fx
 from handoff_core import events as ev
@@ -412,7 +413,11 @@ class Runtime:
                 scope = self._pumps.pop(effect.session, None)
                 if scope is not None:
                     scope.cancel()
-                await self._backend(conversation).close(conversation, effect)
+                # The session as it was: the record forgot it in the step that closed it.
+                closing = attrs.evolve(
+                    conversation, agent_session=effect.session, agent_cursor=effect.cursor
+                )
+                await self._backend(conversation).close(closing, effect)
             case fx.ScheduleTimer():
                 self._arm(
                     conversation.id, effect.timer_id, effect.timer, effect.set_at + effect.delay

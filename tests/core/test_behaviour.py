@@ -297,3 +297,23 @@ def test_round_trip_keeps_an_outbox() -> None:
     again = structure_conversation(unstructure_conversation(step.conversation))
     assert again == step.conversation
     assert again.outbox == step.effects
+
+
+def test_closing_a_session_carries_its_cursor_and_reprs_hide_cursors() -> None:
+    policy = Policy()
+    conv = conversation_in(State.AGENT_CONNECTED, policy)
+    conv = drive(
+        conv,
+        ev.AgentCursorAdvanced(at=2, session=SESSION, cursor={"key": "SECRET-KEY", "ack": 4}),
+        policy=policy,
+    )
+    step = handle(conv, ev.UserMessage(at=3, text="endagentchat"), policy)
+    close = next(e for e in step.effects if isinstance(e, fx.CloseAgentSession))
+    assert close.cursor == {"key": "SECRET-KEY", "ack": 4}
+    assert step.conversation.agent_cursor is None
+    assert "SECRET-KEY" not in repr(close)
+    assert "SECRET-KEY" not in repr(conv)
+    assert "SECRET-KEY" not in repr(
+        ev.AgentMessage(at=1, session="s", text="x", cursor={"k": "SECRET-KEY"})
+    )
+    assert "<cursor ack,key>" in repr(conv)

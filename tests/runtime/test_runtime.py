@@ -212,6 +212,8 @@ async def test_user_ends_with_the_keyword_while_queued() -> None:
         assert await state_of(runtime, "c1") is State.USER_ENDED
         assert agents.closed == [("c1#1", fx.CloseReason.USER_ENDED)]
         assert bot.reports == [("c1", fx.TransferOutcome.ERROR)]
+        # The backend gets the session's cursor even though the record has forgotten it.
+        assert agents.closed_with == [{"n": 1}]
         assert ("c1", "never mind") in bot.received
     agents.close_all()
 
