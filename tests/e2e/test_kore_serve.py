@@ -108,7 +108,10 @@ async def test_kore_webhook_to_miaw_agent_and_back() -> None:
         assert "Jane Agent has joined the chat." in texts
         miaw_conversation = stack.miaw.conversation(conversation_uuid(f"{cid}#1"))
         assert miaw_conversation.routing_attributes == {"City": "Hyderabad"}
-        assert stack.kore.user("u-7").agent_mode  # startAgentSession
+        # startAgentSession is the step's last effect, after the messages read above.
+        with anyio.fail_after(5):
+            while not stack.kore.user("u-7").agent_mode:
+                await stack.kore.user("u-7").changed.wait()
 
         await stack.say("u-7", "where is my parcel?")
         with anyio.fail_after(5):

@@ -89,7 +89,10 @@ async def test_bot_then_agent_then_back_to_bot() -> None:
         assert conversation.user_name == "Kore User"
         opened = agents.opened[0].context
         assert opened.variables["kore.email"] == "u-1@example.com"
-        assert simulator.user("u-1").agent_mode  # startAgentSession was called
+        # startAgentSession is the step's last effect, after the messages read above.
+        with anyio.fail_after(5):
+            while not simulator.user("u-1").agent_mode:
+                await simulator.user("u-1").changed.wait()
 
         # While the agent owns the chat, the user's words go to the agent, not the bot.
         bot_calls = sum(c["kind"] == "sendBotMessage" for c in simulator.calls)
