@@ -47,8 +47,12 @@ def in_agent(cid: str) -> Conversation:
     assert session is not None
     return drive(
         conv,
-        ev.AgentSessionOpened(at=T0, session=session, backend="liveagent",
-                              cursor={"key": "k" * 60, "affinity": "a1b2", "ack": 3}),
+        ev.AgentSessionOpened(
+            at=T0,
+            session=session,
+            backend="liveagent",
+            cursor={"key": "k" * 60, "affinity": "a1b2", "ack": 3},
+        ),
         ev.AgentAccepted(at=T0, session=session, queue_position=1, peer_id="1"),
         ev.AgentJoined(at=T0, session=session, agent_name="Ada", peer_id="2"),
     )
@@ -78,7 +82,10 @@ def memory_per_conversation(make: Callable[[str], Conversation], count: int = 2_
 
 
 def main() -> None:
-    table = {("bot", "user_message"): "bot", ("agent_connected", "agent_message"): "agent_connected"}
+    table = {
+        ("bot", "user_message"): "bot",
+        ("agent_connected", "agent_message"): "agent_connected",
+    }
     state = "bot"
 
     def dict_step() -> object:
@@ -112,8 +119,10 @@ def main() -> None:
 
     print("memory of one idle conversation (tracemalloc, 2,000 conversations)")
     baseline_dict_mem = memory_per_conversation(lambda cid: {"id": cid, "state": "bot"})  # type: ignore[arg-type,return-value]
-    for name, make in (("in bot (2 transcript lines)", in_bot),
-                       ("agent connected (cursor, audit)", in_agent)):
+    for name, make in (
+        ("in bot (2 transcript lines)", in_bot),
+        ("agent connected (cursor, audit)", in_agent),
+    ):
         size = memory_per_conversation(make)
         stored = len(json.dumps(unstructure_conversation(make("c"))))
         print(
