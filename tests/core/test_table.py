@@ -18,6 +18,7 @@ from handoff_core.machine import (
     legal_triggers,
     row_label,
 )
+from handoff_core.serialization import EFFECT_TYPES
 from tests.core.builders import conversation_in, row_scenario
 
 ROW_CASES = [
@@ -163,18 +164,5 @@ def test_effect_classes_are_all_produced_somewhere() -> None:
         Conversation.new("c"), ev.UserMessage(at=1, text="agent"), Policy(check_availability=True)
     )
     produced |= {type(e) for e in checking.effects}
-    expected = {
-        fx.DeliverToUser,
-        fx.SetUserTyping,
-        fx.ForwardToBot,
-        fx.StartBotSession,
-        fx.ReportTransferOutcome,
-        fx.CheckAgentAvailability,
-        fx.OpenAgentSession,
-        fx.ForwardToAgent,
-        fx.SetAgentTyping,
-        fx.CloseAgentSession,
-        fx.ScheduleTimer,
-        fx.CancelTimer,
-    }
+    expected = set(EFFECT_TYPES)
     assert expected <= produced, expected - produced
