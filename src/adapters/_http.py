@@ -52,9 +52,7 @@ class HttpClients:
         self._headers = headers or {}
 
     def _make(self, connections: int | None) -> httpx.AsyncClient:
-        limits = httpx.Limits(
-            max_connections=connections, max_keepalive_connections=connections
-        )
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         return httpx.AsyncClient(
             timeout=self._timeout,
             verify=self._verify,
