@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
-from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
 
 from handoff_adapters.liveagent.client import LiveAgentBackend, LiveAgentConfig
-from handoff_adapters.terminal import TerminalChannel
-from handoff_core import effects as fx
-from handoff_core import events as ev
-from handoff_core.conversation import Conversation
-from handoff_core.machine import State
-from handoff_core.policy import Policy
-from handoff_core.runtime import MemoryStore, Runtime
+from handoff_adapters.terminal import TerminalChannel, chat_with_agent, key_values, stdin_lines
 
 if TYPE_CHECKING:
     from handoff_adapters.cli import Commands
@@ -130,64 +121,6 @@ def _simulate(args: argparse.Namespace) -> int:
 # -- connect --------------------------------------------------------------------------------------
 
 
-class _NoBot:
-    """``connect`` talks to an agent only: there is no bot, just the transfer outcome."""
-
-    def __init__(self) -> None:
-        self.outcome: fx.ReportTransferOutcome | None = None
-
-    async def send(
-        self, conversation: Conversation, message: fx.ForwardToBot
-    ) -> Sequence[ev.BotEvent]:
-        return []
-
-    async def start_session(
-        self, conversation: Conversation, request: fx.StartBotSession
-    ) -> Sequence[ev.BotEvent]:
-        return []
-
-    async def report_transfer(
-        self, conversation: Conversation, report: fx.ReportTransferOutcome
-    ) -> Sequence[ev.BotEvent]:
-        self.outcome = report
-        return []
-
-
-def _prechat(pairs: Sequence[str]) -> dict[str, ev.Scalar]:
-    values: dict[str, ev.Scalar] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"handoff connect: --prechat expects KEY=VALUE, got {pair!r}")
-        values[key.strip()] = value
-    return values
-
-
-async def _stdin_lines() -> AsyncIterator[str]:
-    """Lines from stdin without blocking the event loop (a pipe, a terminal or a file)."""
-    fd = sys.stdin.fileno()
-    buffer = b""
-    while True:
-        try:
-            await anyio.wait_readable(fd)
-            chunk = os.read(fd, 65536)
-        except (OSError, ValueError, NotImplementedError):
-            # A regular file can't be watched: read it in a worker thread instead.
-            line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-            if not line:
-                return
-            yield line.rstrip("\r\n")
-            continue
-        if not chunk:
-            if buffer:
-                yield buffer.decode(errors="replace")
-            return
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            yield line.decode(errors="replace").rstrip("\r")
-
-
 async def _chat(args: argparse.Namespace) -> int:
     config = LiveAgentConfig(
         endpoint=args.endpoint,
@@ -197,65 +130,18 @@ async def _chat(args: argparse.Namespace) -> int:
         visitor_name=args.visitor_name,
         api_version=args.api_version,
     )
-    prechat = _prechat(args.prechat)
+    prechat = key_values(args.prechat, option="--prechat")
     channel = TerminalChannel(sys.stdout, json=args.json)
-    bot = _NoBot()
-    policy = Policy(queue_timeout=args.queue_timeout)
-    cid = "terminal"
-    finished = anyio.Event()
-
-    def watch(conversation: Conversation, delivery: fx.DeliverToUser) -> None:
-        if conversation.agent_session is None:  # the agent session is over, one way or another
-            finished.set()
-
-    channel.observers.append(watch)
     async with LiveAgentBackend(config) as backend:
-        runtime = Runtime(
-            bot=bot, agents=backend, channel=channel, store=MemoryStore(), policy=policy
+        return await chat_with_agent(
+            backend,
+            channel,
+            stdin_lines(),
+            language=args.lang,
+            user_name=args.visitor_name,
+            prechat=prechat,
+            queue_timeout=args.queue_timeout,
         )
-        async with runtime.running():
-            await runtime.start(
-                cid, language=args.lang, user_name=args.visitor_name, prechat=prechat
-            )
-            await runtime.feed(
-                cid,
-                ev.BotEscalated(
-                    at=time.time(), reason=ev.EscalationReason.USER_REQUEST, prechat=prechat
-                ),
-            )
-            async with anyio.create_task_group() as task_group:
-
-                async def read_user() -> None:
-                    async for line in _stdin_lines():
-                        if line.strip():
-                            if args.json:  # a pipe reading the output sees both sides
-                                channel.user(await runtime.get(cid), line)
-                            await runtime.user_said(cid, line)
-                    # EOF: end the chat cleanly (ChatEnd), as the end keyword would.
-                    await runtime.user_said(cid, policy.end_keyword)
-
-                task_group.start_soon(read_user)
-                await finished.wait()
-                task_group.cancel_scope.cancel()
-            conversation = await runtime.get(cid)
-    return _exit_status(conversation, bot.outcome)
-
-
-def _exit_status(
-    conversation: Conversation | None, outcome: fx.ReportTransferOutcome | None
-) -> int:
-    if conversation is None:
-        print("handoff connect: the conversation vanished", file=sys.stderr)
-        return 1
-    if conversation.state is State.TRANSFER_FAILED:
-        reason = outcome.description if outcome is not None else "the transfer failed"
-        print(f"handoff connect: transfer failed: {reason}", file=sys.stderr)
-        return 1
-    cause = conversation.audit[-1].cause if conversation.audit else ""
-    if cause.startswith("session lost"):
-        print(f"handoff connect: {cause}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _connect(args: argparse.Namespace) -> int:

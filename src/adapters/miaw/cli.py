@@ -118,16 +118,6 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _routing(pairs: list[str]) -> dict[str, str]:
-    attributes: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"handoff connect: --routing expects KEY=VALUE, got {pair!r}")
-        attributes[key.strip()] = value
-    return attributes
-
-
 def _connect(args: argparse.Namespace) -> int:
     return anyio.run(_chat, args)
 
@@ -135,58 +125,23 @@ def _connect(args: argparse.Namespace) -> int:
 async def _chat(args: argparse.Namespace) -> int:
     """Escalate at once, relay stdin lines to the agent, stop when the agent session is over.
 
-    The same behaviour and output contract as ``handoff connect liveagent`` (whose no-bot, stdin
-    and exit-status helpers it reuses): EOF ends the chat like the end keyword; exit status 0 on a
-    normal end, 1 with a one-line reason on stderr when the transfer fails or the session is lost.
+    The same behaviour and output contract as ``handoff connect liveagent`` (both are
+    :func:`handoff_adapters.terminal.chat_with_agent`): EOF ends the chat like the end keyword;
+    exit status 0 on a normal end, 1 with a one-line reason on stderr when the transfer fails or
+    the session is lost.
     """
-    import time
-
-    from handoff_adapters.liveagent.cli import _exit_status, _NoBot, _stdin_lines
     from handoff_adapters.miaw.client import MiawBackend
-    from handoff_adapters.terminal import TerminalChannel
-    from handoff_core import effects as fx
-    from handoff_core import events as ev
-    from handoff_core.conversation import Conversation
-    from handoff_core.policy import Policy
-    from handoff_core.runtime import MemoryStore, Runtime
+    from handoff_adapters.terminal import TerminalChannel, chat_with_agent, key_values, stdin_lines
 
-    routing = _routing(args.routing)
+    routing = key_values(args.routing, option="--routing")
     channel = TerminalChannel(sys.stdout, json=args.json)
-    bot = _NoBot()
-    policy = Policy(queue_timeout=args.queue_timeout)
-    cid = "terminal"
-    finished = anyio.Event()
-
-    def watch(conversation: Conversation, delivery: fx.DeliverToUser) -> None:
-        if conversation.agent_session is None:  # the agent session is over, one way or another
-            finished.set()
-
-    channel.observers.append(watch)
     async with MiawBackend(args.url, args.org_id, args.developer_name) as backend:
-        runtime = Runtime(
-            bot=bot, agents=backend, channel=channel, store=MemoryStore(), policy=policy
+        return await chat_with_agent(
+            backend,
+            channel,
+            stdin_lines(),
+            language=args.lang,
+            user_name=args.user_name,
+            prechat=routing,
+            queue_timeout=args.queue_timeout,
         )
-        async with runtime.running():
-            await runtime.start(cid, language=args.lang, user_name=args.user_name, prechat=routing)
-            await runtime.feed(
-                cid,
-                ev.BotEscalated(
-                    at=time.time(), reason=ev.EscalationReason.USER_REQUEST, prechat=routing
-                ),
-            )
-            async with anyio.create_task_group() as task_group:
-
-                async def read_user() -> None:
-                    async for line in _stdin_lines():
-                        if line.strip():
-                            if args.json:  # a pipe reading the output sees both sides
-                                channel.user(await runtime.get(cid), line)
-                            await runtime.user_said(cid, line)
-                    # EOF: end the chat cleanly (close the conversation), as the keyword would.
-                    await runtime.user_said(cid, policy.end_keyword)
-
-                task_group.start_soon(read_user)
-                await finished.wait()
-                task_group.cancel_scope.cancel()
-            conversation = await runtime.get(cid)
-    return _exit_status(conversation, bot.outcome)

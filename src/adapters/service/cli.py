@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import uuid
 from collections.abc import AsyncGenerator, Mapping
@@ -18,10 +17,8 @@ from contextlib import aclosing
 from typing import Any, TextIO
 
 import anyio
-import anyio.to_thread
 
-from handoff_core import effects as fx
-from handoff_core.conversation import Conversation
+from handoff_adapters.terminal import PlainChannel, stdin_lines
 
 __all__ = ["TerminalChannel", "register"]
 
@@ -71,52 +68,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-class TerminalChannel:
-    """Prints deliveries: ``bot: …``, ``Ada: …``, ``* system text``; or JSON lines."""
+class TerminalChannel(PlainChannel):
+    """``handoff chat``'s channel: :class:`~handoff_adapters.terminal.PlainChannel` (``bot: …``,
+    ``Ada: …``, ``* system text``; or JSON lines), under the keywords this module always took."""
 
     def __init__(self, *, as_json: bool = False, out: TextIO | None = None) -> None:
-        self.as_json = as_json
-        self.out = out if out is not None else sys.stdout
+        super().__init__(out, json=as_json)
 
-    def _write(self, line: str) -> None:
-        self.out.write(line + "\n")
-        self.out.flush()
-
-    async def deliver(self, conversation: Conversation, delivery: fx.DeliverToUser) -> None:
-        if self.as_json:
-            self._write(
-                json.dumps(
-                    {
-                        "type": "message",
-                        "sender": delivery.sender.value,
-                        "text": delivery.text,
-                        "agent_name": delivery.agent_name,
-                        "message_key": delivery.message_key,
-                        "state": conversation.state.value,
-                    },
-                    ensure_ascii=False,
-                )
-            )
-        elif delivery.sender is fx.Sender.SYSTEM:
-            self._write(f"* {delivery.text}")
-        elif delivery.sender is fx.Sender.AGENT:
-            self._write(f"{delivery.agent_name or 'agent'}: {delivery.text}")
-        else:
-            self._write(f"bot: {delivery.text}")
-
-    async def typing(self, conversation: Conversation, indicator: fx.SetUserTyping) -> None:
-        if self.as_json:
-            self._write(
-                json.dumps(
-                    {
-                        "type": "typing",
-                        "typing": indicator.typing,
-                        "agent_name": indicator.agent_name,
-                    }
-                )
-            )
-        elif indicator.typing:
-            self._write(f"  ({indicator.agent_name or 'the agent'} is typing…)")
+    @property
+    def as_json(self) -> bool:
+        return self.json
 
 
 async def run_chat(
@@ -146,14 +107,6 @@ async def run_chat(
         await service.runtime.user_left(conversation_id)
 
 
-async def _stdin_lines() -> AsyncGenerator[str, None]:
-    while True:
-        line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-        if not line:
-            return
-        yield line
-
-
 def _chat(args: argparse.Namespace) -> int:
     from handoff_adapters.service.config import ConfigError
 
@@ -164,7 +117,7 @@ def _chat(args: argparse.Namespace) -> int:
     if not args.json:
         print("You are the user. Type a message; /quit to leave.", flush=True)
     try:
-        anyio.run(lambda: run_chat(config, lines=_stdin_lines(), channel=channel))
+        anyio.run(lambda: run_chat(config, lines=stdin_lines(), channel=channel))
     except ConfigError as exc:
         print(f"handoff: {exc}", file=sys.stderr)
         return 2
