@@ -72,6 +72,7 @@ async def kore_miaw_stack(**miaw_options: Any) -> AsyncIterator[Stack]:
                             "client_id": kore.client_id,
                             "client_secret_env": "KORE_SECRET",
                             "bot_id": kore.bot_id,
+                            "platform_url": kore_url,
                         }
                     ],
                 },

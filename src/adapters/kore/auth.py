@@ -5,6 +5,10 @@ not support RS* for BotKit), ``exp`` is required and enforced, and ``appId`` mus
 Client ID. The legacy ``apikey`` header (the raw secret) is not accepted.
 
 Outbound: ``{"appId": <Client ID>, "exp": now + 60}`` signed with the Client Secret, as BotKit does.
+
+Callback hosts: the outbound JWT is sent to the URLs a webhook carries, so an app only accepts
+webhooks whose URLs point at its platform: ``callback_hosts`` if given, else the host of
+``platform_url``, else loopback (the simulator).
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 import attrs
+import httpx
 import jwt
 
-__all__ = ["ALGORITHMS", "AuthError", "KoreApp", "KoreApps"]
+__all__ = ["ALGORITHMS", "LOOPBACK_HOSTS", "AuthError", "KoreApp", "KoreApps", "url_host"]
 
 ALGORITHMS: Final = ("HS256", "HS512")
 #: Seconds of clock skew tolerated when checking ``exp``.
 LEEWAY: Final = 5.0
+#: The callback hosts of an app configured with neither ``callback_hosts`` nor ``platform_url``.
+LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "::1")
 
 
 class AuthError(Exception):
@@ -34,6 +41,37 @@ def _algorithm(instance: object, attribute: attrs.Attribute[str], value: str) ->
         )
 
 
+def url_host(url: str) -> str | None:
+    """The host of an http(s) URL, lower-cased; ``None`` if it is not one."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return None
+    return parsed.host.lower().rstrip(".")
+
+
+def _hosts(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, list | tuple | frozenset | set):
+        raise TypeError(f"callback_hosts: expected a list of host names, got {value!r}")
+    hosts = []
+    for host in value:
+        if not isinstance(host, str) or not host.strip(".* "):
+            raise ValueError(f"callback_hosts: expected non-empty host names, got {host!r}")
+        hosts.append(host.strip().lower().rstrip("."))
+    return tuple(hosts)
+
+
+def _platform_url(
+    instance: object, attribute: attrs.Attribute[str | None], value: str | None
+) -> None:
+    if value is not None and url_host(value) is None:
+        raise ValueError(f"{attribute.name}: expected an http(s) URL, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class KoreApp:
     """One BotKit JWT app: its Client ID (``cs-…``) and Client Secret."""
@@ -43,6 +81,33 @@ class KoreApp:
     algorithm: str = attrs.field(default="HS256", validator=_algorithm)
     #: Lifetime of the outbound ``auth`` JWT (BotKit's default: 60 s).
     jwt_expiry: float = 60.0
+    #: The platform this app's bots live on (e.g. ``https://bots.kore.ai``).
+    platform_url: str | None = attrs.field(default=None, validator=_platform_url)
+    #: Hosts webhook callback URLs may point at; ``"*.example.com"`` allows its subdomains.
+    callback_hosts: tuple[str, ...] | None = attrs.field(default=None, converter=_hosts)
+
+    @property
+    def allowed_callback_hosts(self) -> tuple[str, ...]:
+        if self.callback_hosts is not None:
+            return self.callback_hosts
+        if self.platform_url is not None:
+            host = url_host(self.platform_url)
+            if host is not None:
+                return (host,)
+        return LOOPBACK_HOSTS
+
+    def allows_callback(self, url: str) -> bool:
+        """Whether ``url`` is an http(s) URL on one of the allowed hosts (any port)."""
+        host = url_host(url)
+        if host is None:
+            return False
+        for allowed in self.allowed_callback_hosts:
+            if allowed.startswith("*."):
+                if host.endswith(allowed[1:]):
+                    return True
+            elif host == allowed:
+                return True
+        return False
 
     def sign(self, now: float) -> str:
         claims = {"appId": self.client_id, "exp": int(now + self.jwt_expiry)}

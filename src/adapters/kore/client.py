@@ -10,17 +10,27 @@ webhooks (``protocols/kore.md`` §5), with the ``auth`` JWT:
   an agent session (agent ended, user ended, transfer failed…) → ``clearAgentSession``, so the
   platform gives the user back to the bot.
 
-Where to call is the conversation's bot cursor (the ids and URLs of the latest bot-side webhook,
-stored by the core), or, while a webhook of that conversation is being handled, that webhook's own
-URLs (:meth:`KoreBotKit.handling`). Nothing else is kept per conversation.
+Where to call is the freshest request the platform gave for the conversation: its channel cursor
+(the latest ``on_user_message``) or its bot cursor (the latest ``on_bot_message`` /
+``on_agent_transfer``), both stored by the core, whichever webhook arrived last. Kore mints a
+request id, with its own URLs, per webhook; during a long agent chat the user's latest message is
+the live one, so agent lines go out through it. Nothing else is kept per conversation that a
+restart would need: the only in-process memory is when each request id was last extended.
+
+Long agent chats (``protocols/kore.md`` §5, §7; Kore's BotKit SDK docs, ``sdk.extendRequestId``):
+BotKit keeps a request id usable with ``POST {baseUrl}/extendcallid/{requestId}``. How long a
+request id lives unextended is not documented; the docs' sample re-extends every 4 minutes, and
+the docs warn it does not help after 15 minutes without activity (the platform then resets
+agent_transfer mode anyway). So before a call through a request older than ``extend_after``
+seconds (default 240, as the sample) we extend it first, at most once per ``extend_after``.
+A stretch of silence longer than the platform's window is not bridged (that needs a timer).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import httpx
 
@@ -38,18 +48,31 @@ __all__ = ["KoreBotKit"]
 log = logging.getLogger("handoff.kore")
 
 _WITH_SESSION = frozenset({State.ESCALATING, State.QUEUED, State.AGENT_CONNECTED})
+#: Seconds a request id is used before it is extended (the docs' sample extends every 4 min).
+EXTEND_AFTER: Final = 240.0
+#: Request ids whose last extension is remembered (a lost entry costs one extra extension).
+_EXTENDED_KEPT: Final = 4096
 
 
 class KoreBotKit:
     """``BotPlatform`` and ``UserChannel`` for conversations that arrive as Kore webhooks."""
 
-    def __init__(self, apps: KoreApps, *, http: HttpClients | None = None) -> None:
+    def __init__(
+        self,
+        apps: KoreApps,
+        *,
+        http: HttpClients | None = None,
+        extend_after: float | None = EXTEND_AFTER,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.apps = apps
         self._own_http = http is None
         self.http = http if http is not None else HttpClients(shards=1)
-        # conversation id → the callbacks of the webhook being handled for it right now. Only
-        # lives for the duration of one request; the stored bot cursor is the durable copy.
-        self._inflight: dict[str, KoreCallbacks] = {}
+        self.extend_after = extend_after
+        self.clock = clock if clock is not None else apps.clock
+        # request id → when we last extended it. A cache only: after a restart the request's
+        # receipt time (in the cursor) stands in, which at worst extends once more.
+        self._extended: dict[str, float] = {}
         #: Platform calls made, by kind (for metrics and tests).
         self.calls: dict[str, int] = {}
 
@@ -57,20 +80,17 @@ class KoreBotKit:
         if self._own_http:
             await self.http.aclose()
 
-    @contextmanager
-    def handling(self, conversation_id: str, callbacks: KoreCallbacks) -> Iterator[None]:
-        """Use ``callbacks`` for this conversation's effects while the block runs."""
-        self._inflight[conversation_id] = callbacks
-        try:
-            yield
-        finally:
-            if self._inflight.get(conversation_id) is callbacks:
-                del self._inflight[conversation_id]
-
     def callbacks(self, conversation: Conversation) -> KoreCallbacks:
-        found = self._inflight.get(conversation.id) or KoreCallbacks.from_cursor(
-            conversation.bot_cursor
-        )
+        """The freshest reply address of ``conversation``.
+
+        The channel cursor (latest user message) and the bot cursor (latest bot-side webhook)
+        each hold one platform request; the one received last wins, by our receipt time (Kore's
+        request ids are opaque, not ordered). On a tie the user's request wins: it is the one the
+        platform is waiting on.
+        """
+        user = KoreCallbacks.from_cursor(conversation.channel_cursor)
+        bot = KoreCallbacks.from_cursor(conversation.bot_cursor)
+        found = max((c for c in (user, bot) if c is not None), default=None, key=_receipt)
         if found is None:
             raise RemoteProtocolError(
                 f"conversation {conversation.id!r}: no Kore webhook has given callback URLs yet"
@@ -114,6 +134,7 @@ class KoreBotKit:
             raise RemoteProtocolError(
                 f"conversation {conversation.id!r}: the platform gave no sendUserMessageUrl"
             )
+        await self._keep_alive(conversation, callbacks)
         body = self._payload(conversation, callbacks, delivery.text)
         await self._post("sendUserMessage", callbacks, callbacks.send_user_message_url, body)
         change = _agent_mode_change(conversation, delivery)
@@ -125,6 +146,27 @@ class KoreBotKit:
         """BotKit has no typing indicator API: nothing to do."""
 
     # -- wire -------------------------------------------------------------------------------------
+
+    async def _keep_alive(self, conversation: Conversation, callbacks: KoreCallbacks) -> None:
+        """``extendcallid`` before using a request older than ``extend_after`` (see the module)."""
+        if self.extend_after is None or not callbacks.base_url or not callbacks.request_id:
+            return
+        now = self.clock()
+        since = self._extended.get(callbacks.request_id, callbacks.received_at)
+        if now - since < self.extend_after:
+            return
+        url = f"{callbacks.base_url.rstrip('/')}/extendcallid/{callbacks.request_id}"
+        try:
+            body = self._payload(conversation, callbacks, "")
+            await self._post("extendcallid", callbacks, url, body)
+        except (httpx.HTTPError, RemoteProtocolError) as exc:
+            # The send that follows says whether the request still works; it reports the error.
+            log.warning("conversation %s: extendcallid failed: %s", conversation.id, exc)
+            return
+        self._extended.pop(callbacks.request_id, None)
+        self._extended[callbacks.request_id] = now
+        while len(self._extended) > _EXTENDED_KEPT:
+            del self._extended[next(iter(self._extended))]
 
     def _payload(
         self, conversation: Conversation, callbacks: KoreCallbacks, text: str
@@ -156,6 +198,10 @@ class KoreBotKit:
             if response.status_code >= 500 or response.status_code == 429:
                 raise httpx.HTTPStatusError(detail, request=response.request, response=response)
             raise RemoteProtocolError(detail)
+
+
+def _receipt(callbacks: KoreCallbacks) -> float:
+    return callbacks.received_at
 
 
 def _agent_mode_change(conversation: Conversation, delivery: fx.DeliverToUser) -> str | None:

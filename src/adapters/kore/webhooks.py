@@ -16,6 +16,15 @@ step is stored (with its outbox) by the time the platform gets its 200.
                        as variables, targets from ``BotUserSession.handoffTargets``
 ``on_event``           acknowledged (dialog ends and contact-center events change nothing here)
 =====================  ======================================================================
+
+Every webhook's URLs must point at a callback host its app allows (:class:`~.auth.KoreApp`):
+our signed ``auth`` JWT is sent to them. Otherwise: 403 naming the field.
+
+A user message carries its request's reply address as the core's channel cursor, with the ids of
+the latest user messages applied. A retried ``on_user_message`` (same ``requestId``) is answered
+200 and not applied again. Checking that memory and applying the message are serialized per
+conversation in this process; two processes receiving the same retry at the same instant could
+still both apply it (the platform retries after a timeout, not in parallel).
 """
 
 from __future__ import annotations
@@ -23,15 +32,26 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
+import anyio
+import attrs
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from handoff_adapters.kore.auth import AuthError, KoreApps
 from handoff_adapters.kore.client import KoreBotKit
-from handoff_adapters.kore.wire import EVENT_NAMES, KoreCallbacks, Webhook, field_of, parse_webhook
+from handoff_adapters.kore.wire import (
+    EVENT_NAMES,
+    KoreCallbacks,
+    Webhook,
+    channel_cursor,
+    field_of,
+    parse_webhook,
+    recent_message_ids,
+)
 from handoff_adapters.service.problems import MAX_BODY, BadRequest, problem, read_json_object
 from handoff_core import events as ev
 from handoff_core.errors import RemoteProtocolError
@@ -67,8 +87,9 @@ class KoreWebhooks:
         self.prefix = prefix.rstrip("/")
         self.max_body = max_body
         self.clock = clock
-        #: Webhooks by event name and outcome ("ok", or the HTTP status of a refusal).
+        #: Webhooks by event name and outcome ("ok", "duplicate", or a refusal's HTTP status).
         self.received: dict[tuple[str, str], int] = {}
+        self._locks: dict[str, tuple[anyio.Lock, list[int]]] = {}
 
     def routes(self) -> list[BaseRoute]:
         base = f"{self.prefix}/sdk/bots/{{bot_id}}"
@@ -96,7 +117,7 @@ class KoreWebhooks:
             body = await read_json_object(request, limit=self.max_body)
             try:
                 webhook = parse_webhook(body)
-                cid, callbacks, event = self.translate(bot_id, event_name, webhook)
+                cid, _, event = self.translate(bot_id, event_name, webhook)
             except RemoteProtocolError as exc:
                 raise BadRequest(422, "Invalid webhook", exc.message, field=field_of(exc)) from None
         except BadRequest as exc:
@@ -106,23 +127,49 @@ class KoreWebhooks:
         if runtime is None:
             self._count(event_name, "503")
             return problem(503, "Not ready", "the service is starting or stopping")
+        outcome = "ok"
         if event is not None:
             try:
-                with self.botkit.handling(cid, callbacks):
-                    await self._apply(runtime, cid, webhook, event)
+                async with self._serialized(cid):
+                    if not await self._apply(runtime, cid, webhook, event):
+                        outcome = "duplicate"
             except Exception:
                 log.exception("conversation %s: %s could not be applied", cid, event_name)
                 self._count(event_name, "503")
                 return problem(503, "Unavailable", "the conversation could not be updated")
-        self._count(event_name, "ok")
+        self._count(event_name, outcome)
         # BotKit answers with the request it received (ackImmediately events).
         return JSONResponse(body)
 
-    async def _apply(self, runtime: Runtime, cid: str, webhook: Webhook, event: ev.Event) -> None:
+    async def _apply(self, runtime: Runtime, cid: str, webhook: Webhook, event: ev.Event) -> bool:
+        """Feed ``event``; ``False`` if it is a user message already applied (a retry)."""
+        stored = await runtime.get(cid)
+        if isinstance(event, ev.UserMessage) and event.cursor is not None:
+            recent = recent_message_ids(stored.channel_cursor if stored else None)
+            if event.message_id in recent:
+                log.info("conversation %s: retried user message %s dropped", cid, event.message_id)
+                return False
+            callbacks = KoreCallbacks.from_cursor(event.cursor)
+            assert callbacks is not None  # translate() made it from callbacks
+            event = attrs.evolve(event, cursor=channel_cursor(callbacks, recent))
         name = webhook.user_name()
-        if name is not None and await runtime.get(cid) is None:
+        if name is not None and stored is None:
             await runtime.start(cid, user_name=name)
         await runtime.feed(cid, event)
+        return True
+
+    @asynccontextmanager
+    async def _serialized(self, cid: str) -> AsyncIterator[None]:
+        """One webhook of a conversation at a time (so a retry sees what the original stored)."""
+        lock, users = self._locks.setdefault(cid, (anyio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[cid]
 
     def translate(
         self, bot_id: str, event_name: str, webhook: Webhook
@@ -133,12 +180,13 @@ class KoreWebhooks:
             raise RemoteProtocolError("required field missing @ $.channel.channelInfos.from")
         if not webhook.sendUserMessageUrl:
             raise RemoteProtocolError("required field missing @ $.sendUserMessageUrl")
-        _check_url(webhook.sendUserMessageUrl, "sendUserMessageUrl")
-        for name in ("sendBotMessageUrl", "baseUrl"):
+        for name in _CALLBACK_FIELDS:
             value = getattr(webhook, name)
             if value is not None:
                 _check_url(value, name)
+        self._check_callback_hosts(bot_id, webhook)
         request_id = webhook.requestId or secrets.token_hex(16)  # BotKit generates one too
+        now = self.clock()
         callbacks = KoreCallbacks(
             bot_id=bot_id,
             request_id=request_id,
@@ -147,16 +195,19 @@ class KoreWebhooks:
             base_url=webhook.baseUrl,
             send_user_message_url=webhook.sendUserMessageUrl,
             send_bot_message_url=webhook.sendBotMessageUrl,
+            received_at=now,
         )
         cid = conversation_id(bot_id, user_id)
-        now = self.clock()
         event: ev.Event | None
         if event_name == "on_user_message":
             if webhook.message is None:
                 raise RemoteProtocolError("required field missing @ $.message")
             if not webhook.sendBotMessageUrl:
                 raise RemoteProtocolError("required field missing @ $.sendBotMessageUrl")
-            event = ev.UserMessage(at=now, text=webhook.message, message_id=request_id)
+            # The cursor gets the remembered message ids when applied (see _apply).
+            event = ev.UserMessage(
+                at=now, text=webhook.message, message_id=request_id, cursor=callbacks.to_cursor()
+            )
         elif event_name == "on_bot_message":
             if webhook.message is None:
                 raise RemoteProtocolError("required field missing @ $.message")
@@ -182,11 +233,36 @@ class KoreWebhooks:
             event = None
         return cid, callbacks, event
 
+    def _check_callback_hosts(self, bot_id: str, webhook: Webhook) -> None:
+        app = self.apps.for_bot(bot_id)
+        if app is None:  # verify() already refused it; kept for type narrowing
+            raise CallbackHostRefused(f"no app is configured for bot {bot_id!r}", "botId")
+        for name in _CALLBACK_FIELDS:
+            value = getattr(webhook, name)
+            if value is not None and not app.allows_callback(value):
+                allowed = ", ".join(app.allowed_callback_hosts)
+                raise CallbackHostRefused(
+                    f"{name} points at a host this app does not allow (allowed: {allowed}; "
+                    "set callback_hosts or platform_url on the app)",
+                    name,
+                )
+
     def _count(self, event_name: str, outcome: str) -> None:
         name = event_name if event_name in EVENT_NAMES else "unknown"
         self.received[name, outcome] = self.received.get((name, outcome), 0) + 1
         if self._on_webhook is not None:
             self._on_webhook(name, outcome)
+
+
+#: The webhook fields holding platform URLs (each is checked against the allowed hosts).
+_CALLBACK_FIELDS = ("sendUserMessageUrl", "sendBotMessageUrl", "baseUrl", "callbackUrl")
+
+
+class CallbackHostRefused(BadRequest):
+    """A webhook's callback URL points outside the app's allowed hosts."""
+
+    def __init__(self, detail: str, field: str) -> None:
+        super().__init__(403, "Callback host not allowed", detail, field=field)
 
 
 def _check_event_name(event_name: str) -> None:

@@ -8,6 +8,7 @@ turns ``5`` into ``"5"``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -24,9 +25,13 @@ _QUOTES: Final = "\"'\u201c\u201d\u2018\u2019"
 
 __all__ = [
     "EVENT_NAMES",
+    "RECENT_MESSAGES_KEPT",
+    "RECENT_MESSAGES_KEY",
     "KoreCallbacks",
     "Webhook",
+    "channel_cursor",
     "parse_webhook",
+    "recent_message_ids",
 ]
 
 #: The events a BotKit endpoint accepts here (``on_webhook``/``on_alert``/``on_variable_update``
@@ -217,9 +222,11 @@ class Webhook:
 
 @attrs.frozen(kw_only=True)
 class KoreCallbacks:
-    """Where to answer one conversation: the ids and URLs of the latest platform request.
+    """Where to answer one conversation: the ids and URLs of one platform request.
 
-    Stored as the bot cursor (flat, JSON-ready) so any process can answer later.
+    Stored flat and JSON-ready, as the bot cursor (bot-side webhooks) or the channel cursor
+    (``on_user_message``), so any process can answer later. ``received_at`` (our clock when the
+    webhook arrived) says which of the two is the fresher address.
     """
 
     bot_id: str
@@ -229,6 +236,7 @@ class KoreCallbacks:
     base_url: str | None
     send_user_message_url: str | None
     send_bot_message_url: str | None
+    received_at: float = 0.0
 
     def to_cursor(self) -> dict[str, Scalar]:
         return {
@@ -239,6 +247,7 @@ class KoreCallbacks:
             "kore.baseUrl": self.base_url,
             "kore.sendUserMessageUrl": self.send_user_message_url,
             "kore.sendBotMessageUrl": self.send_bot_message_url,
+            "kore.receivedAt": self.received_at,
         }
 
     @classmethod
@@ -250,6 +259,7 @@ class KoreCallbacks:
             value = cursor.get(key)
             return value if isinstance(value, str) else None
 
+        received = cursor.get("kore.receivedAt")
         return cls(
             bot_id=text("kore.botId") or "",
             request_id=text("kore.requestId") or "",
@@ -258,7 +268,38 @@ class KoreCallbacks:
             base_url=text("kore.baseUrl"),
             send_user_message_url=text("kore.sendUserMessageUrl"),
             send_bot_message_url=text("kore.sendBotMessageUrl"),
+            # A cursor stored before this key existed counts as the oldest address.
+            received_at=float(received)
+            if isinstance(received, int | float) and not isinstance(received, bool)
+            else 0.0,
         )
+
+
+#: Channel-cursor key: the ids of the latest ``on_user_message`` requests applied (a JSON list).
+RECENT_MESSAGES_KEY: Final = "kore.recentMessageIds"
+#: How many of them are remembered: a retry comes seconds after the original, never 20 messages
+#: later.
+RECENT_MESSAGES_KEPT: Final = 20
+
+
+def recent_message_ids(cursor: Mapping[str, Scalar] | None) -> tuple[str, ...]:
+    """The user message ids a channel cursor remembers (none if it is absent or unreadable)."""
+    raw = cursor.get(RECENT_MESSAGES_KEY) if cursor else None
+    if not isinstance(raw, str):
+        return ()
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return ()
+    if not isinstance(found, list):
+        return ()
+    return tuple(item for item in found if isinstance(item, str))
+
+
+def channel_cursor(callbacks: KoreCallbacks, recent: tuple[str, ...]) -> dict[str, Scalar]:
+    """The channel cursor of a user message: its reply address and the remembered ids."""
+    kept = [*recent, callbacks.request_id][-RECENT_MESSAGES_KEPT:]
+    return {**callbacks.to_cursor(), RECENT_MESSAGES_KEY: json.dumps(kept)}
 
 
 # -- the strict converter -------------------------------------------------------------------------

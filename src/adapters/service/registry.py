@@ -115,6 +115,10 @@ class KoreAppOptions:
     bot_id: str = "*"
     algorithm: str = "HS256"
     jwt_expiry: float = 60.0
+    #: The Kore platform of this app's bots; its host is where webhook callback URLs may point.
+    platform_url: str = "https://bots.kore.ai"
+    #: Instead: the allowed callback hosts (``"*.example.com"`` allows its subdomains).
+    callback_hosts: list[str] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -126,6 +130,7 @@ class KoreOptions:
 
 def _kore(options: dict[str, Any], path: str, context: BuildContext) -> BuiltBot:
     from handoff_adapters.kore import KoreApp, KoreApps, KoreBotKit
+    from handoff_adapters.kore.auth import url_host
 
     parsed = structure(options, KoreOptions, path)
     if not parsed.apps:
@@ -137,12 +142,27 @@ def _kore(options: dict[str, Any], path: str, context: BuildContext) -> BuiltBot
             raise ConfigError(
                 f'{key}.algorithm: expected "HS256" or "HS512", got {app.algorithm!r}'
             )
+        if url_host(app.platform_url) is None:
+            raise ConfigError(
+                f"{key}.platform_url: expected an http(s) URL, got {app.platform_url!r}"
+            )
+        for index_host, host in enumerate(app.callback_hosts or ()):
+            # A host only: no scheme, path or port (one colon); IPv6 literals have several.
+            if not host.strip(".* ") or "/" in host or " " in host or host.count(":") == 1:
+                raise ConfigError(
+                    f"{key}.callback_hosts[{index_host}]: expected a host name "
+                    f'(e.g. "bots.kore.ai"), got {host!r}'
+                )
+        if app.callback_hosts is not None and not app.callback_hosts:
+            raise ConfigError(f"{key}.callback_hosts: expected at least one host")
         secret = secret_from_env(app.client_secret_env, f"{key}.client_secret_env", context.environ)
         apps[app.bot_id] = KoreApp(
             client_id=app.client_id,
             client_secret=secret.value,
             algorithm=app.algorithm,
             jwt_expiry=app.jwt_expiry,
+            platform_url=app.platform_url,
+            callback_hosts=app.callback_hosts,
         )
     botkit = KoreBotKit(KoreApps(apps, clock=context.clock), http=context.http)
     return BuiltBot(platform=botkit, kore=botkit, kore_prefix=parsed.prefix)

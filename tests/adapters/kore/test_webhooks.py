@@ -73,7 +73,14 @@ class Stack:
 
         self.http = HttpClients(transport=httpx.MockTransport(platform))
         apps = KoreApps(
-            {BOT: KoreApp(client_id=CLIENT_ID, client_secret=SECRET, algorithm=algorithm)}
+            {
+                BOT: KoreApp(
+                    client_id=CLIENT_ID,
+                    client_secret=SECRET,
+                    algorithm=algorithm,
+                    platform_url="https://platform.example",
+                )
+            }
         )
         self.botkit = KoreBotKit(apps, http=self.http)
         self.agents = ScriptedAgents(auto_join=None)
