@@ -62,8 +62,8 @@ class RuleBot:
         self.faqs = tuple(faqs)
         self.escalate_on = tuple(normalize_utterance(word) for word in escalate_on)
         self.clock = clock
-        #: Transfer outcomes the core reported (for scripts and tests).
-        self.reports: list[fx.ReportTransferOutcome] = []
+        #: Transfer outcomes the core reported, by conversation id (for scripts and tests).
+        self.reports: list[tuple[str, fx.ReportTransferOutcome]] = []
 
     async def send(
         self, conversation: Conversation, message: fx.ForwardToBot
@@ -95,7 +95,7 @@ class RuleBot:
     async def report_transfer(
         self, conversation: Conversation, report: fx.ReportTransferOutcome
     ) -> Sequence[ev.BotEvent]:
-        self.reports.append(report)
+        self.reports.append((conversation.id, report))
         if report.outcome is fx.TransferOutcome.SUCCEEDED:
             return []
         return [

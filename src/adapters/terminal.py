@@ -178,7 +178,7 @@ class TerminalChannel(LineChannel):
             conversation.state.value if conversation else state,
             kind="info",
             sender="info",
-            who="·",
+            who="info",
             text=text,
             extra=extra,
         )
