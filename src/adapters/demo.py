@@ -549,9 +549,9 @@ async def play(
     reported = len(await bot.told(cid))
     await turn(cid, bot.retry_escalate)
     await until("the transfer fails", state_is(cid, State.TRANSFER_FAILED))
-    await report_told(cid, reported, "the bot platform is told the transfer failed")
     if bot.failed_reply is not None:
         await until("the bot speaks again", shown(cid, bot.failed_reply))
+    await report_told(cid, reported, "the bot platform is told the transfer failed")
     await turn(cid, bot.afterwards)
 
 
