@@ -46,8 +46,9 @@ async def test_streams_dropped_every_few_events_lose_nothing() -> None:
     sim.faults.drop_every = 3
     texts, backend = await _chat_through_faults(sim)
     assert texts == EXPECTED
-    assert backend.stats["reconnects"] >= 3
     assert sim.stats["dropped_streams"] >= 3
+    # Every drop but possibly the last (which can come after the chat ended) was reconnected.
+    assert backend.stats["reconnects"] >= sim.stats["dropped_streams"] - 1
 
 
 async def test_replayed_events_after_a_reconnect_are_not_repeated() -> None:
