@@ -9,12 +9,19 @@ It plays the platform and a tiny bot dialog:
   user), ``sendBotMessage`` (fed to the bot dialog), ``startAgentSession`` / ``clearAgentSession``
   (agent mode, reflected as ``agent_transfer`` on later webhooks), ``extendcallid``, ``skip*``.
 
+Every webhook gets a new request id with its own URLs (``…/sendUserMessage/{requestId}``), as
+Kore does. Two options make stale addresses fail (HTTP 410), so tests prove which one is used:
+``rotate_requests`` retires a user's older request ids whenever a new webhook for that user is
+sent, and ``request_ttl`` expires a request id that many seconds after it was issued or last
+extended (``extendcallid``).
+
 Control API (JSON):
 
 * ``POST /control/config`` ``{"botkit_url": …, "transfer_phrase": …, "pre_chat": {…},
-  "end_keyword": …}``
+  "end_keyword": …, "rotate_requests": …, "request_ttl": …}``
 * ``POST /control/users/{user}/messages`` ``{"text": …}``: the user types; answers with the BotKit
-  endpoint's status and body;
+  endpoint's status and body, and the webhook's ``requestId``;
+* ``POST /control/webhooks/{requestId}/retry``: the platform sends that webhook again, unchanged;
 * ``GET /control/users/{user}/messages?after=N&wait=S``: what the user has been shown (long poll);
 * ``GET /control/users/{user}``: agent mode and transcript; ``GET /control/calls``: every call.
 """
@@ -81,6 +88,8 @@ class KoreSimulator:
         transfer_phrase: str = "transfer me",
         pre_chat: dict[str, Any] | None = None,
         end_keyword: str | None = None,
+        rotate_requests: bool = False,
+        request_ttl: float | None = None,
     ) -> None:
         self.bot_id = bot_id
         self.client_id = client_id
@@ -91,10 +100,17 @@ class KoreSimulator:
         self.transfer_phrase = transfer_phrase
         self.pre_chat = dict(pre_chat or {})
         self.end_keyword = end_keyword
+        self.rotate_requests = rotate_requests
+        self.request_ttl = request_ttl
         self.users: dict[str, SimUser] = {}
         self.requests: dict[str, str] = {}  # request id → user id
+        self.issued: dict[str, float] = {}  # request id → when issued or last extended
+        self.retired: set[str] = set()
         self.calls: list[dict[str, Any]] = []
+        #: Calls refused because their request id was retired or expired.
+        self.refused: list[dict[str, Any]] = []
         self.webhooks_sent: list[dict[str, Any]] = []
+        self._bodies: dict[str, tuple[str, dict[str, Any]]] = {}
         self.base_url = ""
         self._client: httpx.AsyncClient | None = None
         self.app = Starlette(
@@ -105,6 +121,9 @@ class KoreSimulator:
                     methods=["POST"],
                 ),
                 Route("/control/config", self._configure, methods=["POST"]),
+                Route(
+                    "/control/webhooks/{request_id}/retry", self._retry_webhook, methods=["POST"]
+                ),
                 Route("/control/users/{user_id}/messages", self._user_says, methods=["POST"]),
                 Route("/control/users/{user_id}/messages", self._user_reads, methods=["GET"]),
                 Route("/control/users/{user_id}", self._user_state, methods=["GET"]),
@@ -139,6 +158,7 @@ class KoreSimulator:
     def payload(self, user_id: str, message: str | None, **extra: Any) -> dict[str, Any]:
         request_id = uuid.uuid4().hex
         self.requests[request_id] = user_id
+        self.issued[request_id] = time.time()
         base = f"{self.base_url}/api/botsdk/stream/{self.bot_id}"
         user = self.user(user_id)
         bot_user_session: dict[str, Any] = {
@@ -184,8 +204,30 @@ class KoreSimulator:
                 "the simulator has no BotKit URL (POST /control/config) or is not running"
             )
         url = f"{self.botkit_url.rstrip('/')}{self.prefix}/sdk/bots/{self.bot_id}/{event_name}"
-        self.webhooks_sent.append({"event": event_name, "requestId": body.get("requestId")})
+        request_id = body.get("requestId")
+        user_id = self.requests.get(request_id) if isinstance(request_id, str) else None
+        if isinstance(request_id, str) and request_id not in self._bodies:
+            self._bodies[request_id] = (event_name, body)
+            if self.rotate_requests and user_id is not None:
+                # This request is now the user's live one; the older ones stop working.
+                self.retired.update(
+                    r for r, u in self.requests.items() if u == user_id and r != request_id
+                )
+        self.webhooks_sent.append({"event": event_name, "requestId": request_id})
         return await self._client.post(url, json=body, headers={"token": self.token()})
+
+    async def retry(self, request_id: str) -> httpx.Response:
+        """Send the webhook of ``request_id`` again, as the platform does after a timeout."""
+        event_name, body = self._bodies[request_id]
+        return await self.send_webhook(event_name, body)
+
+    def _stale(self, request_id: str) -> str | None:
+        if request_id in self.retired:
+            return "request superseded"
+        issued = self.issued.get(request_id, 0.0)
+        if self.request_ttl is not None and time.time() - issued > self.request_ttl:
+            return "request expired"
+        return None
 
     async def _bot_answers(self, user_id: str, text: str) -> None:
         said = normalize_utterance(text)
@@ -232,6 +274,15 @@ class KoreSimulator:
         except ValueError:
             return JSONResponse({"errors": [{"msg": "Invalid JSON"}]}, status_code=400)
         message = body.get("message") if isinstance(body, dict) else None
+        stale = self._stale(request_id)
+        if stale is not None:
+            self.refused.append(
+                {"kind": kind, "requestId": request_id, "message": message, "reason": stale}
+            )
+            self.user(user_id).notify()
+            return JSONResponse({"errors": [{"msg": stale}]}, status_code=410)
+        if kind == "extendcallid":
+            self.issued[request_id] = time.time()
         self.calls.append(
             {"kind": kind, "requestId": request_id, "userId": user_id, "message": message}
         )
@@ -258,7 +309,14 @@ class KoreSimulator:
     async def _configure(self, request: Request) -> Response:
         self._remember_base(request)
         body = await request.json()
-        for key in ("botkit_url", "transfer_phrase", "end_keyword", "prefix"):
+        for key in (
+            "botkit_url",
+            "transfer_phrase",
+            "end_keyword",
+            "prefix",
+            "rotate_requests",
+            "request_ttl",
+        ):
             if key in body:
                 setattr(self, key, body[key])
         if "pre_chat" in body:
@@ -272,12 +330,15 @@ class KoreSimulator:
         text = body.get("text") if isinstance(body, dict) else None
         if not isinstance(text, str):
             return JSONResponse({"detail": "text: expected a string"}, status_code=422)
-        response = await self.send_webhook("on_user_message", self.payload(user_id, text))
-        try:
-            answer: Any = response.json()
-        except ValueError:
-            answer = response.text
-        return JSONResponse({"status": response.status_code, "body": answer})
+        body = self.payload(user_id, text)
+        response = await self.send_webhook("on_user_message", body)
+        return _answer(response, body["requestId"])
+
+    async def _retry_webhook(self, request: Request) -> Response:
+        request_id = request.path_params["request_id"]
+        if request_id not in self._bodies:
+            return JSONResponse({"detail": f"no webhook {request_id!r} was sent"}, status_code=404)
+        return _answer(await self.retry(request_id), request_id)
 
     async def _user_reads(self, request: Request) -> Response:
         user = self.user(request.path_params["user_id"])
@@ -295,4 +356,15 @@ class KoreSimulator:
         return JSONResponse({"agent_mode": user.agent_mode, "messages": user.shown})
 
     async def _calls(self, request: Request) -> Response:
-        return JSONResponse({"calls": self.calls, "webhooks": self.webhooks_sent})
+        return JSONResponse(
+            {"calls": self.calls, "refused": self.refused, "webhooks": self.webhooks_sent}
+        )
+
+
+def _answer(response: httpx.Response, request_id: str) -> Response:
+    """The BotKit endpoint's answer to a webhook, for the control API."""
+    try:
+        answer: Any = response.json()
+    except ValueError:
+        answer = response.text
+    return JSONResponse({"status": response.status_code, "body": answer, "requestId": request_id})

@@ -24,18 +24,22 @@ from tests.fakes import ScriptedAgents
 
 pytestmark = pytest.mark.anyio
 
+#: The routes serving each stack's runtime (for their counters).
+WEBHOOKS: dict[Runtime, KoreWebhooks] = {}
+
 
 @asynccontextmanager
 async def kore_stack(
-    **simulator_options: Any,
+    *, extend_after: float | None = 240.0, **simulator_options: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, KoreSimulator, Runtime, ScriptedAgents]]:
     simulator = KoreSimulator(client_secret=SECRET, **simulator_options)
     apps = KoreApps({"*": KoreApp(client_id=simulator.client_id, client_secret=SECRET)})
-    botkit = KoreBotKit(apps)
+    botkit = KoreBotKit(apps, extend_after=extend_after)
     agents = ScriptedAgents()
     runtime = Runtime(bot=botkit, agents=agents, channel=botkit, store=MemoryStore(serialize=True))
     webhooks = KoreWebhooks(runtime, botkit)
     app = Starlette(routes=webhooks.routes())
+    WEBHOOKS[runtime] = webhooks
     try:
         async with (
             serve(app) as botkit_url,
@@ -47,6 +51,7 @@ async def kore_stack(
                 yield control, simulator, runtime, agents
     finally:
         agents.close_all()
+        WEBHOOKS.pop(runtime, None)
         await botkit.aclose()
 
 
@@ -114,6 +119,9 @@ async def test_bot_then_agent_then_back_to_bot() -> None:
         conversation = await runtime.get(cid)
         assert conversation is not None
         assert conversation.state is State.BOT
+        # The bot's answer comes as a webhook from the simulator's background task: let it land
+        # before the servers stop (a request cut off at shutdown leaks its body stream).
+        await read_until(control, "u-1", "Hello! I am the Kore demo bot.", seen)
 
 
 async def test_user_ends_with_the_configured_keyword() -> None:
@@ -127,3 +135,163 @@ async def test_user_ends_with_the_configured_keyword() -> None:
         assert conversation.state is State.USER_ENDED
         assert agents.closed[-1][0] == f"{cid}#1"
         assert not simulator.user("u-2").agent_mode
+
+
+async def transfer(control: httpx.AsyncClient, simulator: KoreSimulator, user: str) -> int:
+    """Bring ``user`` to a connected agent; return how many lines the user has been shown."""
+    await control.post(f"/control/users/{user}/messages", json={"text": "transfer me"})
+    # The agent-joined step ends with the end-keyword hint (after startAgentSession).
+    _, seen = await read_until(control, user, "to end the chat")
+    assert simulator.user(user).agent_mode
+    return seen
+
+
+async def say(control: httpx.AsyncClient, user: str, text: str) -> str:
+    """The user types ``text``; returns the request id of the webhook the platform sent."""
+    answer = (await control.post(f"/control/users/{user}/messages", json={"text": text})).json()
+    assert answer["status"] == 200, answer
+    request_id: str = answer["requestId"]
+    return request_id
+
+
+def delivered_through(simulator: KoreSimulator, text: str) -> list[str]:
+    """The request ids whose sendUserMessage URL carried ``text``."""
+    return [
+        c["requestId"]
+        for c in simulator.calls
+        if c["kind"] == "sendUserMessage" and c["message"] == text
+    ]
+
+
+async def test_agent_lines_go_out_through_the_users_latest_request() -> None:
+    # rotate_requests: the platform refuses (410) every request of the user but the latest.
+    async with kore_stack(rotate_requests=True) as (control, simulator, runtime, agents):
+        cid = conversation_id(simulator.bot_id, "u-3")
+        seen = await transfer(control, simulator, "u-3")
+        for turn in range(3):
+            request_id = await say(control, "u-3", f"question {turn}")
+            assert agents.sent[-1] == (f"{cid}#1", f"question {turn}")
+            agents.push(f"{cid}#1", AgentMessage, text=f"answer {turn}")
+            _, seen = await read_until(control, "u-3", f"answer {turn}", seen)
+            assert delivered_through(simulator, f"answer {turn}") == [request_id]
+        conversation = await runtime.get(cid)
+        assert conversation is not None
+        assert conversation.channel_cursor is not None
+        assert conversation.channel_cursor["kore.requestId"] == request_id
+        assert simulator.refused == []
+
+
+async def test_retried_user_message_is_acknowledged_and_applied_once() -> None:
+    async with kore_stack() as (control, simulator, runtime, agents):
+        cid = conversation_id(simulator.bot_id, "u-4")
+        webhooks = WEBHOOKS[runtime]
+        # With the bot: the retry is not forwarded to the bot a second time.
+        request_id = await say(control, "u-4", "hello")
+        retried = (await control.post(f"/control/webhooks/{request_id}/retry")).json()
+        assert retried["status"] == 200
+        assert retried["body"]["requestId"] == request_id  # BotKit echoes the request
+        await read_until(control, "u-4", "Hello! I am the Kore demo bot.")
+        forwarded = [c for c in simulator.calls if c["kind"] == "sendBotMessage"]
+        assert [c["message"] for c in forwarded] == ["hello"]
+
+        # With an agent: a retry, and two copies arriving at once, reach the agent once.
+        await transfer(control, simulator, "u-4")
+        request_id = await say(control, "u-4", "my parcel is late")
+        assert (await simulator.retry(request_id)).status_code == 200
+        twice = simulator.payload("u-4", "where is it?")
+        statuses: list[int] = []
+
+        async def send() -> None:
+            statuses.append((await simulator.send_webhook("on_user_message", twice)).status_code)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(send)
+            group.start_soon(send)
+        assert statuses == [200, 200]
+        assert [text for _, text in agents.sent] == ["my parcel is late", "where is it?"]
+        assert webhooks.received["on_user_message", "duplicate"] == 3
+        conversation = await runtime.get(cid)
+        assert conversation is not None
+        assert conversation.state is State.AGENT_CONNECTED
+
+
+@pytest.mark.parametrize("extend_after", [0.15, None])
+async def test_an_aging_request_is_extended_before_use(extend_after: float | None) -> None:
+    # The platform expires a request id 0.6 s after it is issued or last extended.
+    async with kore_stack(request_ttl=0.6, extend_after=extend_after) as (
+        control,
+        simulator,
+        _runtime,
+        agents,
+    ):
+        cid = conversation_id(simulator.bot_id, "u-5")
+        seen = await transfer(control, simulator, "u-5")
+        request_id = await say(control, "u-5", "still there?")
+        for turn in range(2):
+            await anyio.sleep(0.35)
+            agents.push(f"{cid}#1", AgentMessage, text=f"one moment {turn}")
+            if extend_after is None and turn == 1:
+                break
+            _, seen = await read_until(control, "u-5", f"one moment {turn}", seen)
+        extended = [c["requestId"] for c in simulator.calls if c["kind"] == "extendcallid"]
+        if extend_after is None:
+            # Without extending, 0.7 s after its webhook the request no longer works.
+            with anyio.fail_after(5):
+                while not simulator.refused:
+                    await simulator.user("u-5").changed.wait()
+            assert extended == []
+            assert simulator.refused[0]["requestId"] == request_id
+            assert simulator.refused[0]["reason"] == "request expired"
+        else:
+            assert extended == [request_id, request_id]
+            assert delivered_through(simulator, "one moment 1") == [request_id]
+            assert simulator.refused == []
+
+
+async def test_a_restarted_runtime_answers_through_the_stored_channel_cursor() -> None:
+    simulator = KoreSimulator(client_secret=SECRET, rotate_requests=True)
+    apps = KoreApps({"*": KoreApp(client_id=simulator.client_id, client_secret=SECRET)})
+    store = MemoryStore(serialize=True)
+    agents = ScriptedAgents()
+
+    @asynccontextmanager
+    async def process(control: httpx.AsyncClient) -> AsyncIterator[Runtime]:
+        """One service process: its own BotKit client, runtime and server; the shared store."""
+        botkit = KoreBotKit(apps)
+        runtime = Runtime(bot=botkit, agents=agents, channel=botkit, store=store)
+        app = Starlette(routes=KoreWebhooks(runtime, botkit).routes())
+        try:
+            async with serve(app) as botkit_url, runtime.running():
+                await control.post("/control/config", json={"botkit_url": botkit_url})
+                yield runtime
+        finally:
+            await botkit.aclose()
+
+    cid = conversation_id(simulator.bot_id, "u-6")
+    try:
+        async with (
+            serve(simulator.app) as sim_url,
+            httpx.AsyncClient(base_url=sim_url, timeout=10) as control,
+        ):
+            async with process(control):
+                seen = await transfer(control, simulator, "u-6")
+                before = await say(control, "u-6", "before the restart")
+            async with process(control) as runtime:
+                # The agent answers while the new process follows the session.
+                agents.push(f"{cid}#1", AgentMessage, text="answered after the restart")
+                _, seen = await read_until(control, "u-6", "answered after the restart", seen)
+                assert delivered_through(simulator, "answered after the restart") == [before]
+                after = await say(control, "u-6", "after the restart")
+                assert agents.sent[-1] == (f"{cid}#1", "after the restart")
+                # The same request id again (a retry reaching the new process) is still dropped.
+                assert (await simulator.retry(after)).status_code == 200
+                assert [t for _, t in agents.sent].count("after the restart") == 1
+                agents.push(f"{cid}#1", AgentMessage, text="and again")
+                await read_until(control, "u-6", "and again", seen)
+                assert delivered_through(simulator, "and again") == [after]
+                conversation = await runtime.get(cid)
+                assert conversation is not None
+                assert conversation.state is State.AGENT_CONNECTED
+            assert simulator.refused == []
+    finally:
+        agents.close_all()
