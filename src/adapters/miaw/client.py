@@ -768,9 +768,8 @@ class MiawBackend:
                     if not initial:
                         position.transferring = True  # the join that follows says to whom
                         return []
-                    wait = result.estimated_wait_time
-                    known = wait is not None and wait >= 0 and result.is_ewt_available is not False
-                    position.estimated_wait = wait if known else None
+                    # Already None unless the server says the wait is known (wire.py).
+                    position.estimated_wait = result.estimated_wait_time
                     return [make(ev.AgentAccepted, estimated_wait=position.estimated_wait)]
                 if not initial:
                     log.info(

@@ -253,6 +253,7 @@ class MiawSimulator:
         join_delay: float = 0.0,
         queue_position: int | None = None,
         estimated_wait: float | None = None,
+        flat_wait: bool = False,
         routing_failure: str | None = None,
         echo: bool = False,
         greeting: str | None = None,
@@ -267,6 +268,10 @@ class MiawSimulator:
         self.join_delay = join_delay
         self.queue_position = queue_position
         self.estimated_wait = estimated_wait
+        #: RoutingResult wait shape: ``False`` (default) sends the nested object real servers send
+        #: (``estimatedWaitTime: {estimatedWaitTimeInSeconds, isEWTRequested}``, always present);
+        #: ``True`` the reference's flat number with ``isEWTAvailable`` (docs/protocol-notes.md).
+        self.flat_wait = flat_wait
         #: When set, routing fails with this reason (``failureType: RoutingError``).
         self.routing_failure = routing_failure
         #: Agents answer every user message with "You said: …" (for demos).
@@ -545,10 +550,14 @@ class MiawSimulator:
             "failureReason": failure,
             "recordId": "0MwSIM",
         }
-        if self.estimated_wait is not None and not failure:
-            payload.update(
-                estimatedWaitTime=self.estimated_wait, isEWTRequested=True, isEWTAvailable=True
-            )
+        wait = None if failure or self.estimated_wait is None else round(self.estimated_wait)
+        if not self.flat_wait:
+            payload["estimatedWaitTime"] = {
+                "estimatedWaitTimeInSeconds": wait,
+                "isEWTRequested": self.estimated_wait is not None,
+            }
+        elif wait is not None:
+            payload.update(estimatedWaitTime=wait, isEWTRequested=True, isEWTAvailable=True)
         self._publish(
             conversation,
             "CONVERSATION_ROUTING_RESULT",

@@ -9,6 +9,8 @@ event types at any time); a missing or wrong-typed field we rely on raises
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, NewType, TypeVar
@@ -50,6 +52,8 @@ RawPayload = NewType("RawPayload", object)
 JsonObject = NewType("JsonObject", dict[str, Any])
 
 T = TypeVar("T")
+
+log = logging.getLogger("handoff.miaw")
 
 
 def _camel(name: str) -> str:
@@ -160,13 +164,16 @@ class ParticipantChangedPayload:
 
 @attrs.frozen(kw_only=True)
 class RoutingResultPayload:
-    # Wait-time key names come from the iOS SDK's property names (reference §4.5: UNCONFIRMED on
-    # the wire); they are optional here so a real org that spells them otherwise still routes.
+    """A RoutingResult entry (§4.5); see :func:`_wait_seconds` for the wait-time shapes.
+
+    ``estimated_wait_time`` is the wait in seconds when the server says it is known, else
+    ``None``. It is read leniently (never raises), so ``failure_type`` is always read.
+    """
+
     failure_type: str
     routing_type: str | None = None
     failure_reason: str | None = None
     estimated_wait_time: float | None = None
-    is_ewt_available: bool | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -184,12 +191,10 @@ class SessionStatusChangedPayload:
 # -- the converter --------------------------------------------------------------------------------
 
 converter = cattrs.Converter()
-# ``is_ewt_available`` → ``isEWTAvailable`` (an acronym the generic camelCase rule can't guess).
-_RENAMES = {"is_ewt_available": "isEWTAvailable"}
 
 
 def _wire_name(name: str) -> str:
-    return _RENAMES.get(name, _camel(name))
+    return _camel(name)
 
 
 def _structure_factory(cls: type[Any]) -> Any:
@@ -230,6 +235,51 @@ def _float(value: object, _: object) -> float:
     return float(value)
 
 
+class _MalformedWait(ValueError):
+    pass
+
+
+_malformed_wait_logged = False
+
+
+def _seconds(value: object, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _MalformedWait(f"{where}: expected a number or null, got {value!r}")
+    # A negative number means the wait could not be calculated (iOS SDK).
+    return float(value) if value >= 0 else None
+
+
+def _flag(data: Mapping[str, object], key: str, where: str) -> bool | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise _MalformedWait(f"{where}.{key}: expected a boolean or null, got {value!r}")
+    return value
+
+
+def _wait_seconds(data: Mapping[str, object]) -> float | None:
+    """The RoutingResult's wait in seconds when known; raises ``_MalformedWait`` on odd shapes.
+
+    Two shapes are accepted (docs/protocol-notes.md): the flat number of the reference
+    (``estimatedWaitTime: 120``) and the object Salesforce's SDK model and an independent client
+    read (``estimatedWaitTime: {estimatedWaitTimeInSeconds: 120, isEWTRequested: true}``). The
+    object's wait is known only if ``isEWTRequested`` is true. A top-level ``isEWTAvailable`` is
+    honoured when present (``false`` means unknown) and never required.
+    """
+    if _flag(data, "isEWTAvailable", "$") is False:
+        return None
+    raw = data.get("estimatedWaitTime")
+    if isinstance(raw, Mapping):
+        where = "$.estimatedWaitTime"
+        seconds = _seconds(
+            raw.get("estimatedWaitTimeInSeconds"), f"{where}.estimatedWaitTimeInSeconds"
+        )
+        requested = _flag(raw, "isEWTRequested", where)
+        return seconds if requested is True else None
+    return _seconds(raw, "$.estimatedWaitTime")
+
+
 converter.register_structure_hook_factory(attrs.has, _structure_factory)
 converter.register_structure_hook(str, _strict(str, "a string"))
 converter.register_structure_hook(int, _strict(int, "an integer"))
@@ -238,6 +288,31 @@ converter.register_structure_hook(float, _float)
 converter.register_structure_hook(EventId, _event_id)
 converter.register_structure_hook(RawPayload, _raw_payload)
 converter.register_structure_hook(JsonObject, _strict(dict, "an object"))
+# Generated after the scalar hooks above, which it looks up now.
+_routing_overrides: dict[str, Any] = {
+    a.name: override(rename=_wire_name(a.name)) for a in attrs.fields(RoutingResultPayload)
+}
+_routing_overrides["estimated_wait_time"] = override(omit=True)  # read by _wait_seconds
+_routing_result_fields = make_dict_structure_fn(
+    RoutingResultPayload, converter, **_routing_overrides
+)
+
+
+def _routing_result(data: Mapping[str, object], _: object) -> RoutingResultPayload:
+    global _malformed_wait_logged
+    # Strict for the routing outcome; the wait fields can never make the entry unreadable.
+    result: RoutingResultPayload = _routing_result_fields(data, RoutingResultPayload)
+    try:
+        wait = _wait_seconds(data)
+    except _MalformedWait as exc:
+        if not _malformed_wait_logged:
+            _malformed_wait_logged = True
+            log.debug("RoutingResult: wait time ignored (logged once): %s", exc)
+        wait = None
+    return attrs.evolve(result, estimated_wait_time=wait)
+
+
+converter.register_structure_hook(RoutingResultPayload, _routing_result)
 
 _SNAKE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)+")
 

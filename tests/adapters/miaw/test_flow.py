@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import anyio
 import pytest
 
-from handoff_adapters.miaw.simulator import MiawSimulator
+from handoff_adapters.miaw.simulator import MiawSimulator, SimConversation
 from handoff_core import State
 from handoff_core import effects as fx
 from handoff_core.conversation import Conversation
@@ -69,6 +70,62 @@ async def test_routing_failure_is_a_rejected_transfer() -> None:
         await stack.escalate()
         await stack.wait_state(State.TRANSFER_FAILED)
     assert stack.bot.reports == [("c1", fx.TransferOutcome.NO_AGENT_AVAILABLE)]
+
+
+def _routing_payload(miaw: SimConversation) -> dict[str, Any]:
+    payloads = [e["entryPayload"] for e in miaw.entries if e["entryType"] == "RoutingResult"]
+    assert len(payloads) == 1
+    payload: dict[str, Any] = payloads[0]
+    return payload
+
+
+@pytest.mark.parametrize("flat_wait", [False, True], ids=["nested", "flat"])
+async def test_routing_failure_in_either_wait_shape_goes_back_to_the_bot(flat_wait: bool) -> None:
+    sim = MiawSimulator(
+        routing_failure="No agents are available.", estimated_wait=120, flat_wait=flat_wait
+    )
+    async with miaw_stack(sim) as stack:
+        miaw = await stack.escalate()
+        await stack.wait_state(State.TRANSFER_FAILED)
+        await stack.runtime.user_said("c1", "anyone?")
+        await stack.wait_text("bot: anyone?")
+    sent = _routing_payload(miaw)
+    assert sent["failureType"] == "RoutingError"
+    if flat_wait:
+        assert "estimatedWaitTime" not in sent
+    else:
+        assert sent["estimatedWaitTime"] == {
+            "estimatedWaitTimeInSeconds": None,
+            "isEWTRequested": True,
+        }
+    assert stack.bot.reports == [("c1", fx.TransferOutcome.NO_AGENT_AVAILABLE)]
+    assert ("c1", "anyone?") in stack.bot.received
+    assert miaw.user_messages == []  # the user's next words went to the bot, not to MIAW
+    assert not any(k.startswith("skipped:") for k in stack.backend.stats)
+
+
+@pytest.mark.parametrize("flat_wait", [False, True], ids=["nested", "flat"])
+async def test_estimated_wait_in_either_shape_is_shown_to_the_user(flat_wait: bool) -> None:
+    sim = MiawSimulator(queue_position=2, estimated_wait=300, flat_wait=flat_wait)
+    async with miaw_stack(sim) as stack:
+        miaw = await stack.escalate()
+        await stack.wait_key("estimatedWaitMessage")
+        conversation = await stack.runtime.get("c1")
+        assert conversation is not None
+        assert conversation.state is State.QUEUED
+        assert conversation.estimated_wait == 300
+    sent = _routing_payload(miaw)
+    if flat_wait:
+        assert sent["estimatedWaitTime"] == 300
+    else:
+        assert sent["estimatedWaitTime"] == {
+            "estimatedWaitTimeInSeconds": 300,
+            "isEWTRequested": True,
+        }
+        assert "isEWTAvailable" not in sent
+    assert "You are number 2 in the queue. The estimated wait is about 5 min." in (
+        stack.channel.texts("c1")
+    )
 
 
 async def test_transfer_to_another_agent_keeps_the_chat() -> None:

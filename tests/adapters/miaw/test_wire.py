@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 
 import pytest
 from hypothesis import given
@@ -62,21 +63,95 @@ def test_entries_list_payload_is_an_object() -> None:
     assert entry_text(payload) == "hi"
 
 
-def test_routing_result_reads_the_sdk_wait_keys() -> None:
-    payload = wire.parse(
-        {
-            "entryType": "RoutingResult",
-            "routingType": "Initial",
-            "failureType": "None",
-            "estimatedWaitTime": 120,
-            "isEWTRequested": True,
-            "isEWTAvailable": True,
-        },
-        wire.RoutingResultPayload,
-        "routing",
+def _routing(**fields: object) -> wire.RoutingResultPayload:
+    data = {"entryType": "RoutingResult", "routingType": "Initial", **fields}
+    entry = wire.ConversationEntry(
+        identifier="e1", entry_type="RoutingResult", entry_payload=json.dumps(data)
     )
-    assert payload.estimated_wait_time == 120.0
-    assert payload.is_ewt_available is True
+    return wire.decode_entry_payload(entry, wire.RoutingResultPayload)
+
+
+NESTED = {"estimatedWaitTimeInSeconds": 120, "isEWTRequested": True}
+
+
+@pytest.mark.parametrize(
+    ("fields", "wait"),
+    [
+        # The flat number of the reference (iOS SDK property names), with or without the flags.
+        ({"estimatedWaitTime": 120, "isEWTRequested": True, "isEWTAvailable": True}, 120.0),
+        ({"estimatedWaitTime": 95.5}, 95.5),
+        ({"estimatedWaitTime": 120, "isEWTAvailable": False}, None),
+        ({"estimatedWaitTime": -1}, None),  # "could not be calculated"
+        # The nested object Salesforce's SDK model reads: no isEWTAvailable needed.
+        ({"estimatedWaitTime": NESTED}, 120.0),
+        ({"estimatedWaitTime": {"estimatedWaitTimeInSeconds": 0, "isEWTRequested": True}}, 0.0),
+        ({"estimatedWaitTime": {"estimatedWaitTimeInSeconds": 120, "isEWTRequested": False}}, None),
+        ({"estimatedWaitTime": {"estimatedWaitTimeInSeconds": 120}}, None),
+        ({"estimatedWaitTime": {"estimatedWaitTimeInSeconds": None, "isEWTRequested": True}}, None),
+        ({"estimatedWaitTime": {"estimatedWaitTimeInSeconds": -1, "isEWTRequested": True}}, None),
+        ({"estimatedWaitTime": NESTED, "isEWTAvailable": False}, None),
+        ({}, None),
+        ({"estimatedWaitTime": None}, None),
+    ],
+)
+def test_routing_result_wait_in_either_shape(fields: dict[str, object], wait: float | None) -> None:
+    payload = _routing(failureType="None", **fields)
+    assert payload.failure_type == "None"
+    assert payload.routing_type == "Initial"
+    assert payload.estimated_wait_time == wait
+
+
+def test_routing_failure_with_the_nested_null_wait() -> None:
+    payload = _routing(
+        failureType="RoutingError",
+        failureReason="No agents are available.",
+        estimatedWaitTime={"estimatedWaitTimeInSeconds": None, "isEWTRequested": False},
+    )
+    assert payload.failure_type == "RoutingError"
+    assert payload.failure_reason == "No agents are available."
+    assert payload.estimated_wait_time is None
+
+
+MALFORMED_WAITS: list[dict[str, object]] = [
+    {"estimatedWaitTime": "120"},
+    {"estimatedWaitTime": True},
+    {"estimatedWaitTime": [120]},
+    {"estimatedWaitTime": {"estimatedWaitTimeInSeconds": "soon", "isEWTRequested": True}},
+    {"estimatedWaitTime": {"estimatedWaitTimeInSeconds": 120, "isEWTRequested": "yes"}},
+    {"estimatedWaitTime": {"estimatedWaitTimeInSeconds": {"s": 1}, "isEWTRequested": True}},
+    {"estimatedWaitTime": 120, "isEWTAvailable": "true"},
+]
+
+
+@pytest.mark.parametrize("fields", MALFORMED_WAITS)
+@pytest.mark.parametrize("failure_type", ["RoutingError", "None"])
+def test_a_malformed_wait_never_hides_the_routing_outcome(
+    fields: dict[str, object], failure_type: str
+) -> None:
+    payload = _routing(failureType=failure_type, failureReason="closed", **fields)
+    assert payload.failure_type == failure_type
+    assert payload.failure_reason == "closed"
+    assert payload.estimated_wait_time is None
+
+
+def test_a_malformed_wait_is_logged_once_at_debug(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wire, "_malformed_wait_logged", False)
+    with caplog.at_level(logging.DEBUG, logger="handoff.miaw"):
+        for fields in MALFORMED_WAITS:
+            _routing(failureType="RoutingError", **fields)
+    records = [r for r in caplog.records if "wait time ignored" in r.getMessage()]
+    assert len(records) == 1
+    assert records[0].levelno == logging.DEBUG
+    assert "$.estimatedWaitTime" in records[0].getMessage()
+
+
+def test_the_routing_outcome_itself_is_still_strict() -> None:
+    with pytest.raises(RemoteProtocolError, match=r"\$\.failureType"):
+        _routing(estimatedWaitTime=NESTED)
+    with pytest.raises(RemoteProtocolError, match=r"\$\.failureType"):
+        _routing(failureType=3, estimatedWaitTime=NESTED)
 
 
 @pytest.mark.parametrize(
