@@ -88,7 +88,6 @@ class DemoWorld:
 
 #: Starts a simulator, connects the real backend to it and yields both (closed on exit).
 BackendFactory = Callable[[DemoOptions], AbstractAsyncContextManager[DemoWorld]]
-DemoFactory = BackendFactory
 
 
 @asynccontextmanager
@@ -258,7 +257,8 @@ async def _einstein_bot(
         for session_id, kind, _, reason in simulator.reports:
             if session_id in mine:
                 name = bot_name(simulator.sessions[session_id].bot_id)
-                lines.append(f"Einstein ({name}) is told: {kind}" + (f" ({reason})" * bool(reason)))
+                why = f" ({reason})" if reason else ""
+                lines.append(f"Einstein ({name}) is told: {kind}{why}")
         return lines
 
     async def arrived(cid: str) -> str | None:
