@@ -386,6 +386,14 @@ class _StepContext:
             variables=variables,
         )
 
+    def stay_with_source_bot(self, _: EventData) -> None:
+        event = self.event
+        assert isinstance(event, ev.BotTransferFailed)
+        self.cause = f"bot transfer to {event.target_bot} failed"
+        if self.conv.bot == event.target_bot:
+            self.set(bot=event.source_bot)
+        self.say("botErrorMessage")
+
     # -- actions: availability and the agent backend ----------------------------------------------
 
     def open_agent_session(self, _: EventData) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "BotEvent",
     "BotFailed",
     "BotReplied",
+    "BotTransferFailed",
     "BotTransferRequested",
     "Cursor",
     "EscalationReason",
@@ -314,6 +315,17 @@ class BotTransferRequested(BotEvent):
 
 
 @attrs.frozen(kw_only=True)
+class BotTransferFailed(BotEvent):
+    """Starting the session on the target bot failed (result of ``StartBotSession``)."""
+
+    TRIGGER: ClassVar[str] = "bot_transfer_failed"
+    target_bot: str = attrs.field(validator=_non_empty)
+    #: The bot that asked for the transfer, which keeps the conversation (``None``: the default).
+    source_bot: str | None = attrs.field(default=None, validator=_optional_text)
+    description: str = attrs.field(default="", validator=_text)
+
+
+@attrs.frozen(kw_only=True)
 class AgentEvent(Event):
     """Something the agent backend reported for one agent session.
 
@@ -440,6 +452,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BotFailed,
         BotEscalated,
         BotTransferRequested,
+        BotTransferFailed,
         AgentSessionOpened,
         AgentCursorAdvanced,
         AgentAccepted,

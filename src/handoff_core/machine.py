@@ -117,6 +117,7 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
     _row("bot_escalated", BOT_OWNS, E, after="escalate_for_bot"),
     _row("bot_escalated", WITH_SESSION, None, after="ignore_repeated_escalation"),
     _row("bot_transfer_requested", BOT_OWNS, B, after="transfer_to_bot"),
+    _row("bot_transfer_failed", BOT_OWNS, None, after="stay_with_source_bot"),
     # -- the availability check (our runtime's answer to CheckAgentAvailability) ------------------
     _row(
         "availability_checked",

@@ -433,7 +433,17 @@ class Runtime:
     ) -> list[ev.Event]:
         now = self.clock()
         match effect:
-            case fx.ForwardToBot() | fx.StartBotSession() | fx.ReportTransferOutcome():
+            case fx.StartBotSession():
+                # The conversation stays with the bot that asked for the transfer.
+                return [
+                    ev.BotTransferFailed(
+                        at=now,
+                        target_bot=effect.target_bot,
+                        source_bot=effect.source_bot,
+                        description=description,
+                    )
+                ]
+            case fx.ForwardToBot() | fx.ReportTransferOutcome():
                 return [ev.BotFailed(at=now, description=description)]
             case fx.CheckAgentAvailability() | fx.OpenAgentSession():
                 session = conversation.agent_session

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from handoff_core import events as ev
-from handoff_core.conversation import Conversation, handle
+from handoff_core.conversation import DEFAULT_POLICY, Conversation, handle
 from handoff_core.machine import TRANSITIONS, State
 from handoff_core.policy import Policy
 
@@ -16,7 +16,7 @@ SESSION = f"{CID}#1"
 T0 = 1_000.0
 
 
-def drive(conv: Conversation, *events: ev.Event, policy: Policy) -> Conversation:
+def drive(conv: Conversation, *events: ev.Event, policy: Policy = DEFAULT_POLICY) -> Conversation:
     """Apply events one by one, marking each step's effects done."""
     for event in events:
         step = handle(conv, event, policy)
@@ -110,6 +110,9 @@ def row_scenario(index: int, source: State) -> tuple[Policy, Conversation, ev.Ev
             variables={"tier": "gold"},
             message_id="m1",
         )
+    elif trigger == "bot_transfer_failed":
+        conv = attrs.evolve(conv, bot="billing")  # as if the transfer had been asked for
+        event = ev.BotTransferFailed(at=at, target_bot="billing", description="503")
     elif trigger == "bot_transfer_requested":
         event = ev.BotTransferRequested(at=at, target_bot="billing", variables={"x": 1})
     elif trigger == "availability_checked":

@@ -317,3 +317,23 @@ def test_closing_a_session_carries_its_cursor_and_reprs_hide_cursors() -> None:
         ev.AgentMessage(at=1, session="s", text="x", cursor={"k": "SECRET-KEY"})
     )
     assert "<cursor ack,key>" in repr(conv)
+
+
+def test_a_failed_bot_transfer_returns_to_the_source_bot() -> None:
+    conv = drive(
+        Conversation.new("c", bot="sales"),
+        ev.BotTransferRequested(at=1, target_bot="billing", variables={"plan": "pro"}),
+    )
+    assert conv.bot == "billing"
+    step = handle(conv, ev.BotTransferFailed(at=2, target_bot="billing", source_bot="sales"))
+    assert step.conversation.bot == "sales"
+    assert step.conversation.variables == {"plan": "pro"}
+    assert deliveries(step.effects) == [
+        "Sorry, something went wrong on our side. Please try again."
+    ]
+    # A late failure for a transfer that is no longer current changes no bot.
+    later = handle(
+        attrs.evolve(step.conversation, outbox=(), bot="support"),
+        ev.BotTransferFailed(at=3, target_bot="billing", source_bot="sales"),
+    )
+    assert later.conversation.bot == "support"

@@ -114,6 +114,7 @@ def test_illegal_local_pairs_raise_and_change_nothing(state: State, trigger: str
     conv = conversation_in(state, policy)
     event = {
         "bot_transfer_requested": ev.BotTransferRequested(at=1, target_bot="b"),
+        "bot_transfer_failed": ev.BotTransferFailed(at=1, target_bot="b"),
         "availability_checked": ev.AvailabilityChecked(at=1, available=True),
     }[trigger]
     before = conv

@@ -233,6 +233,26 @@ async def test_bot_to_bot_transfer_carries_variables() -> None:
     agents.close_all()
 
 
+async def test_a_failed_bot_transfer_keeps_the_source_bot() -> None:
+    runtime, bot, agents, channel = make()
+
+    async def refuse(conversation: Conversation, request: fx.StartBotSession) -> list[ev.BotEvent]:
+        raise ConnectionError("target bot unreachable")
+
+    bot.start_session = refuse  # type: ignore[method-assign]
+    async with runtime.running():
+        await runtime.start("c1", bot="sales")
+        conv = await runtime.feed(
+            "c1", ev.BotTransferRequested(at=time.time(), target_bot="billing")
+        )
+        assert conv is not None
+        assert conv.bot == "sales"
+        assert "botErrorMessage" in channel.keys("c1")
+        await runtime.user_said("c1", "hi")
+        assert bot.received[-1] == ("c1", "hi")
+    agents.close_all()
+
+
 async def test_an_illegal_event_is_refused_and_nothing_else_is_affected() -> None:
     runtime, _bot, agents, channel = make()
     async with runtime.running():
