@@ -36,9 +36,12 @@ class Stack:
     served: httpx.AsyncClient
     seen: dict[str, int] = attrs.field(factory=dict)
 
-    async def say(self, user: str, text: str) -> None:
+    async def say(self, user: str, text: str) -> str:
+        """The user types ``text``; returns the webhook's request id."""
         answer = await self.control.post(f"/control/users/{user}/messages", json={"text": text})
         assert answer.json()["status"] == 200, answer.json()
+        request_id: str = answer.json()["requestId"]
+        return request_id
 
     async def shown(self, user: str, wanted: str) -> list[str]:
         """What the user was shown since the last call, up to a line containing ``wanted``."""
@@ -59,8 +62,12 @@ class Stack:
 @asynccontextmanager
 async def kore_miaw_stack(**miaw_options: Any) -> AsyncIterator[Stack]:
     miaw = MiawSimulator(**({"auto_join": "Jane Agent"} | miaw_options))
+    # rotate_requests: the platform refuses every request of a user but the latest (HTTP 410).
     kore = KoreSimulator(
-        client_secret=SECRET, pre_chat={"City": "Hyderabad"}, end_keyword="stopagent"
+        client_secret=SECRET,
+        pre_chat={"City": "Hyderabad"},
+        end_keyword="stopagent",
+        rotate_requests=True,
     )
     async with serve(miaw.app) as miaw_url, serve(kore.app) as kore_url:
         config = parse_config(
@@ -114,15 +121,22 @@ async def test_kore_webhook_to_miaw_agent_and_back() -> None:
             while not stack.kore.user("u-7").agent_mode:
                 await stack.kore.user("u-7").changed.wait()
 
-        await stack.say("u-7", "where is my parcel?")
+        request_id = await stack.say("u-7", "where is my parcel?")
         with anyio.fail_after(5):
             await stack.miaw.wait_for(
                 lambda _: miaw_conversation.user_messages == ["where is my parcel?"]
             )
+        # The platform retries the webhook: answered 200, not relayed to the agent again.
+        retried = await stack.control.post(f"/control/webhooks/{request_id}/retry")
+        assert retried.json()["status"] == 200
         stack.miaw.say(miaw_conversation.id, "It is on its way")
         assert "It is on its way" in await stack.shown("u-7", "It is on its way")
         agent_lines = [c for c in stack.kore.calls if c["message"] == "It is on its way"]
-        assert [c["kind"] for c in agent_lines] == ["sendUserMessage"]
+        # Through the URLs of the user's latest message, not those of the transfer.
+        assert [(c["kind"], c["requestId"]) for c in agent_lines] == [
+            ("sendUserMessage", request_id)
+        ]
+        assert miaw_conversation.user_messages == ["where is my parcel?"]
 
         stack.miaw.end(miaw_conversation.id)
         await stack.shown("u-7", "The agent has ended the chat")
@@ -136,7 +150,9 @@ async def test_kore_webhook_to_miaw_agent_and_back() -> None:
         await stack.say("u-7", "thanks")
         assert "You said: thanks" in await stack.shown("u-7", "You said: thanks")
 
+        assert stack.kore.refused == []
         metrics = (await stack.served.get("/metrics")).text
+        assert 'handoff_webhooks_total{event="on_user_message",outcome="duplicate"} 1.0' in metrics
         assert 'handoff_transfers_total{outcome="Succeeded"} 1.0' in metrics
         assert 'handoff_webhooks_total{event="on_agent_transfer",outcome="ok"} 1.0' in metrics
         assert 'handoff_relay_latency_seconds_count{direction="agent_to_user"} 1.0' in metrics

@@ -249,6 +249,66 @@ async def test_on_event_is_acknowledged_without_a_step() -> None:
         assert len(built.store) == 0
 
 
+# -- callback hosts ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", ["on_user_message", "on_bot_message", "on_agent_transfer"])
+@pytest.mark.parametrize(
+    "field", ["sendUserMessageUrl", "sendBotMessageUrl", "baseUrl", "callbackUrl"]
+)
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "https://collector.example/api/botsdk/stream",
+        "https://platform.example.collector.example/x",  # a suffix is not the host
+        "https://platform.example@collector.example/x",  # userinfo is not the host
+        "http://127.0.0.1:9000/x",
+    ],
+)
+async def test_callback_urls_off_the_allowed_hosts_are_refused(
+    event: str, field: str, elsewhere: str
+) -> None:
+    async with stack() as (client, built):
+        body = {**payload(), field: elsewhere}
+        answer = await client.post(url(event), json=body, headers={"token": token()})
+        assert answer.status_code == 403
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["field"] == field
+        assert "platform.example" in answer.json()["detail"]  # names what is allowed
+        assert len(built.store) == 0
+        assert not built.platform_calls
+        assert built.webhooks.received[event, "403"] == 1
+
+
+def test_allowed_callback_hosts() -> None:
+    default = KoreApp(client_id="cs-1", client_secret=SECRET)
+    assert default.allows_callback("http://127.0.0.1:5000/api/botsdk/stream/st-1")
+    assert default.allows_callback("http://localhost/x")
+    assert default.allows_callback("http://[::1]:8080/x")
+    assert not default.allows_callback("https://bots.kore.ai/x")
+
+    platform = KoreApp(client_id="cs-1", client_secret=SECRET, platform_url="https://Bots.Kore.ai")
+    assert platform.allowed_callback_hosts == ("bots.kore.ai",)
+    assert platform.allows_callback("https://bots.kore.ai:443/api/botsdk/stream/st-1")
+    assert not platform.allows_callback("https://de-bots.kore.ai/x")
+    assert not platform.allows_callback("ftp://bots.kore.ai/x")
+    assert not platform.allows_callback("not a url")
+
+    listed = KoreApp(
+        client_id="cs-1",
+        client_secret=SECRET,
+        platform_url="https://bots.kore.ai",
+        callback_hosts=["bots.kore.ai", "*.kore.example"],
+    )
+    assert listed.allows_callback("https://de.kore.example/x")
+    assert not listed.allows_callback("https://kore.example/x")  # the wildcard is subdomains only
+    assert not listed.allows_callback("https://evilkore.example/x")
+    with pytest.raises(TypeError, match="callback_hosts"):
+        KoreApp(client_id="cs-1", client_secret=SECRET, callback_hosts="bots.kore.ai")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="platform_url"):
+        KoreApp(client_id="cs-1", client_secret=SECRET, platform_url="bots.kore.ai")
+
+
 # -- fuzz -----------------------------------------------------------------------------------------
 
 JSON = st.recursive(
@@ -265,6 +325,7 @@ PATHS = [
     ("sendUserMessageUrl",),
     ("sendBotMessageUrl",),
     ("baseUrl",),
+    ("callbackUrl",),
     ("agent_transfer",),
     ("channel",),
     ("channel", "channelInfos"),

@@ -118,6 +118,31 @@ KORE_BOT = {
             {},
             'bot.targets[0]: expected "kind:value"',
         ),
+        (
+            {"bot": {**KORE_BOT, "apps": [{**KORE_BOT["apps"][0], "platform_url": "bots"}]}},
+            {"KORE_SECRET": "s" * 64},
+            "bot.apps[0].platform_url: expected an http(s) URL, got 'bots'",
+        ),
+        (
+            {
+                "bot": {
+                    **KORE_BOT,
+                    "apps": [{**KORE_BOT["apps"][0], "callback_hosts": ["bots.kore.ai:443"]}],
+                }
+            },
+            {"KORE_SECRET": "s" * 64},
+            "bot.apps[0].callback_hosts[0]: expected a host name",
+        ),
+        (
+            {"bot": {**KORE_BOT, "apps": [{**KORE_BOT["apps"][0], "callback_hosts": []}]}},
+            {"KORE_SECRET": "s" * 64},
+            "bot.apps[0].callback_hosts: expected at least one host",
+        ),
+        (
+            {"bot": {**KORE_BOT, "apps": [{**KORE_BOT["apps"][0], "callback_hosts": "x"}]}},
+            {"KORE_SECRET": "s" * 64},
+            "bot.apps[0].callback_hosts",
+        ),
     ],
 )
 async def test_type_specific_errors_name_the_key(
@@ -126,6 +151,32 @@ async def test_type_specific_errors_name_the_key(
     with pytest.raises(ConfigError) as caught:
         await _build(config_with(**tables), environ)
     assert message in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_kore_callback_hosts_default_to_the_platform_host() -> None:
+    async with HttpClients() as http:
+        context = BuildContext(environ={"KORE_SECRET": "s" * 64}, http=http)
+        apps = [
+            {**KORE_BOT["apps"][0], "bot_id": "st-default"},
+            {**KORE_BOT["apps"][0], "bot_id": "st-eu", "platform_url": "https://de-bots.kore.ai"},
+            {
+                **KORE_BOT["apps"][0],
+                "bot_id": "st-listed",
+                "callback_hosts": ["bots.kore.ai", "*.kore.example"],
+            },
+        ]
+        built = build_bot({**KORE_BOT, "apps": apps}, context)
+        hosts = {
+            bot: built.kore.apps.for_bot(bot).allowed_callback_hosts
+            for bot in ("st-default", "st-eu", "st-listed")
+        }
+        await built.kore.aclose()
+    assert hosts == {
+        "st-default": ("bots.kore.ai",),
+        "st-eu": ("de-bots.kore.ai",),
+        "st-listed": ("bots.kore.ai", "*.kore.example"),
+    }
 
 
 def test_secrets_never_in_repr() -> None:
@@ -149,6 +200,8 @@ async def test_example_config_builds() -> None:
     service = HandoffService(config, environ={"KORE_CLIENT_SECRET": "s" * 64})
     async with service.http:
         assert service.bot.kore is not None
+        app = service.bot.kore.apps.for_bot("st-any")
+        assert app.allowed_callback_hosts == ("bots.kore.ai",)
         assert service.router.default == "web"
         assert "s" * 64 not in repr(service)
     with pytest.raises(ConfigError, match="KORE_CLIENT_SECRET is not set"):
