@@ -149,9 +149,9 @@ class KoreWebhooks:
             if event.message_id in recent:
                 log.info("conversation %s: retried user message %s dropped", cid, event.message_id)
                 return False
-            callbacks = KoreCallbacks.from_cursor(event.cursor)
-            assert callbacks is not None  # translate() made it from callbacks
-            event = attrs.evolve(event, cursor=channel_cursor(callbacks, recent))
+            callbacks = KoreCallbacks.from_cursor(event.cursor)  # translate() made it
+            if callbacks is not None:
+                event = attrs.evolve(event, cursor=channel_cursor(callbacks, recent))
         name = webhook.user_name()
         if name is not None and stored is None:
             await runtime.start(cid, user_name=name)
