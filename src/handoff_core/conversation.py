@@ -127,6 +127,10 @@ class Conversation:
     audit: tuple[AuditRecord, ...] = ()
     #: Effects of the last step not yet marked done by the runtime.
     outbox: tuple[fx.Effect, ...] = ()
+    #: Which runtime is performing the outbox, and until when its claim holds (runtime time).
+    #: Another runtime finishes the outbox only after the claim has expired (its owner died).
+    lease_owner: str | None = None
+    lease_until: float | None = None
 
     @classmethod
     def new(
@@ -694,6 +698,10 @@ def _peer_key(event: ev.Event) -> str | None:
         return f"agent:{event.session}:{event.peer_id}"
     if isinstance(event, ev.BotEvent) and event.peer_id is not None:
         return f"bot:{event.peer_id}"
+    if isinstance(event, ev.UserMessage) and event.message_id is not None:
+        # A channel that retries a webhook sends the same message id: apply it once, even when
+        # two processes race (the second one's save loses and it re-applies onto the first's).
+        return f"user:{event.message_id}"
     return None
 
 

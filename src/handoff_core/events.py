@@ -205,7 +205,7 @@ class UserMessage(UserEvent):
 
     TRIGGER: ClassVar[str] = "user_message"
     text: str = attrs.field(validator=_text)
-    #: The channel's id for this message, if it has one (used as the idempotency source).
+    #: The channel's id for this message, if it has one: a repeat of a recent id is dropped.
     message_id: str | None = attrs.field(default=None, validator=_optional_text)
 
 

@@ -24,6 +24,7 @@ import heapq
 import logging
 import math
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -162,6 +163,7 @@ class Runtime:
         choose_backend: BackendChooser | None = None,
         clock: Callable[[], float] = time.time,
         effect_timeout: float = 60.0,
+        instance_id: str | None = None,
     ) -> None:
         self.bot = bot
         if isinstance(agents, Mapping):
@@ -177,6 +179,12 @@ class Runtime:
         self.choose_backend = choose_backend
         self.clock = clock
         self.effect_timeout = effect_timeout
+        #: This runtime's name on the outbox leases it takes. Give each replica a stable one
+        #: (e.g. its host name) so that after a restart it finishes its own interrupted steps at
+        #: once instead of waiting for their leases to expire.
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        #: How often to look again at a conversation whose step another runtime is performing.
+        self.lease_poll = 0.02
         #: Counters for monitoring: events, steps, dropped:<why>, rejected, effects, port_errors…
         self.stats: Counter[str] = Counter()
         self._locks = _KeyedLocks()
@@ -215,14 +223,12 @@ class Runtime:
         """Finish interrupted steps, reattach to open agent sessions, re-arm timers."""
         async for stored in self.store.active():
             async with self._locks(stored.id):
-                conversation = await self.store.load(stored.id)
+                loaded = await self.store.load(stored.id)
+                if loaded is None or self._leased_elsewhere(loaded):
+                    continue  # another live runtime is on it
+                conversation, followups = await self._settle(stored.id, loaded)
                 if conversation is None:
                     continue
-                followups: list[ev.Event] = []
-                if conversation.outbox:
-                    self.stats["resumed_outboxes"] += 1
-                    followups = await self._perform(conversation)
-                    conversation = await self.store.load(stored.id) or conversation
                 for timer in conversation.timers:
                     self._arm(conversation.id, timer.timer_id, timer.kind, timer.fires_at)
                 if (
@@ -305,13 +311,9 @@ class Runtime:
         self, conversation_id: str, event: ev.Event, retries_left: int = 3
     ) -> list[ev.Event]:
         self.stats["events"] += 1
-        stored = await self.store.load(conversation_id)
-        followups: list[ev.Event] = []
-        if stored is not None and stored.outbox:
-            # A previous process died mid-step: finish that step first.
-            self.stats["resumed_outboxes"] += 1
-            followups = await self._perform(stored)
-            stored = await self.store.load(conversation_id)
+        stored, followups = await self._settle(
+            conversation_id, await self.store.load(conversation_id)
+        )
         conversation = stored or Conversation.new(conversation_id, language=None)
         try:
             step = handle(conversation, event, self.policy)
@@ -341,10 +343,13 @@ class Runtime:
             )
             return followups
         self.stats["steps"] += 1
-        try:
-            await self.store.save(
-                step.conversation, expected_step=None if stored is None else stored.step
+        new = step.conversation
+        if new.outbox:
+            new = attrs.evolve(
+                new, lease_owner=self.instance_id, lease_until=self._lease_end(new.outbox)
             )
+        try:
+            await self.store.save(new, expected_step=None if stored is None else stored.step)
         except StaleConversation:
             # Another process applied a step meanwhile (its lock is not ours): apply this event
             # again on top of what it stored.
@@ -352,7 +357,37 @@ class Runtime:
             if retries_left <= 0:
                 raise
             return followups + await self._step(conversation_id, event, retries_left - 1)
-        return followups + await self._perform(step.conversation)
+        return followups + await self._perform(new)
+
+    def _lease_end(self, outbox: Sequence[fx.Effect]) -> float:
+        # Long enough for every effect to run into its timeout, plus a margin.
+        return self.clock() + self.effect_timeout * len(outbox) + 5.0
+
+    def _leased_elsewhere(self, conversation: Conversation) -> bool:
+        return (
+            bool(conversation.outbox)
+            and conversation.lease_owner not in (None, self.instance_id)
+            and (conversation.lease_until or 0.0) > self.clock()
+        )
+
+    async def _settle(
+        self, conversation_id: str, stored: Conversation | None
+    ) -> tuple[Conversation | None, list[ev.Event]]:
+        """Clear the way for a new step: finish an outbox left by this runtime or by one that
+        died (its lease expired); wait while a live runtime is still performing one."""
+        followups: list[ev.Event] = []
+        while stored is not None and stored.outbox:
+            if self._leased_elsewhere(stored):
+                self.stats["lease_waits"] += 1
+                await anyio.sleep(self.lease_poll)
+                stored = await self.store.load(conversation_id)
+                continue
+            # Not exclusive between two runtimes that both see the same expired lease at the
+            # same moment: stores with a compare-and-set on the lease can close that gap.
+            self.stats["resumed_outboxes"] += 1
+            followups += await self._perform(stored)
+            stored = await self.store.load(conversation_id)
+        return stored, followups
 
     async def _perform(self, conversation: Conversation) -> list[ev.Event]:
         """Run the outbox in order; mark each effect done; return the events they produced."""

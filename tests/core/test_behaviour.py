@@ -337,3 +337,16 @@ def test_a_failed_bot_transfer_returns_to_the_source_bot() -> None:
         ev.BotTransferFailed(at=3, target_bot="billing", source_bot="sales"),
     )
     assert later.conversation.bot == "support"
+
+
+def test_a_retried_user_message_is_applied_once() -> None:
+    conv = conversation_in(State.AGENT_CONNECTED, Policy())
+    message = ev.UserMessage(at=2, text="hello?", message_id="req-1")
+    first = handle(conv, message)
+    assert [type(e) for e in first.effects] == [fx.ForwardToAgent]
+    again = handle(attrs.evolve(first.conversation, outbox=()), message)
+    assert again.dropped == "duplicate"
+    other = handle(
+        attrs.evolve(first.conversation, outbox=()), attrs.evolve(message, message_id="req-2")
+    )
+    assert other.dropped is None

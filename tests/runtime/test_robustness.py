@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
+import attrs
 import pytest
 
 from handoff_core import events as ev
@@ -85,3 +88,54 @@ async def test_a_bug_in_the_core_is_contained(monkeypatch: pytest.MonkeyPatch) -
         assert runtime.stats["core_errors"] == 1
         await runtime.user_said("c1", "still works")
         assert channel.texts("c1") == ["bot: hello", "bot: still works"]
+
+
+class SlowBot(RuleBot):
+    """Yields while it answers, so two processes' steps interleave."""
+
+    async def send(self, conversation: Conversation, message: object) -> list[ev.BotEvent]:
+        await anyio.sleep(0.01)
+        return list(await super().send(conversation, message))  # type: ignore[arg-type]
+
+
+async def test_two_processes_receiving_the_same_retried_message_apply_it_once() -> None:
+    store = MemoryStore(serialize=True)
+    bots = [SlowBot(), SlowBot()]
+    runtimes = [
+        Runtime(bot=bot, agents=ScriptedAgents(), channel=RecordingChannel(), store=store)
+        for bot in bots
+    ]
+    async with runtimes[0].running(), runtimes[1].running():
+        await runtimes[0].user_said("c1", "first")  # the conversation exists in the store
+        async with anyio.create_task_group() as tg:
+            for runtime in runtimes:
+                tg.start_soon(lambda r=runtime: r.user_said("c1", "hello", message_id="req-7"))
+    heard = [text for bot in bots for _, text in bot.received]
+    assert heard.count("hello") == 1
+    # The second runtime either waited for the first one's step or lost the save race to it.
+    assert sum(r.stats["lease_waits"] + r.stats["stale_retries"] for r in runtimes) >= 1
+    assert sum(r.stats["resumed_outboxes"] for r in runtimes) == 0  # nobody did another's work
+    assert sum(r.stats["dropped:duplicate"] for r in runtimes) == 1
+
+
+async def test_an_outbox_left_by_a_dead_runtime_is_finished_after_its_lease() -> None:
+    store = MemoryStore(serialize=True)
+    conv = Conversation.new("c1")
+    from handoff_core.conversation import handle
+
+    step = handle(conv, ev.UserMessage(at=time.time(), text="hi"))
+    # A runtime that has since died claimed the step for another 0.1 s.
+    await store.save(
+        attrs.evolve(step.conversation, lease_owner="dead", lease_until=time.time() + 0.1),
+        expected_step=None,
+    )
+    bot = RuleBot()
+    runtime = Runtime(bot=bot, agents=ScriptedAgents(), channel=RecordingChannel(), store=store)
+    async with runtime.running():
+        assert bot.received == []  # the lease is still live: resume leaves it alone
+        conv_after = await runtime.user_said("c1", "second")
+    assert [text for _, text in bot.received] == ["hi", "second"]
+    assert runtime.stats["lease_waits"] >= 1
+    assert runtime.stats["resumed_outboxes"] == 1
+    assert conv_after is not None
+    assert conv_after.outbox == ()
