@@ -10,7 +10,8 @@ the conversation state on every line:
 1. the bot answers; on Einstein, the main bot hands the user to the billing bot, whose session
    starts with the first session's variables (an info line shows what arrived); the bot hands the
    user to an agent, who is queued, joins and chats (with typing indicators), the platform is told
-   the transfer succeeded, the user ends with the keyword and is back with the bot;
+   the transfer succeeded, the user ends with the keyword and is back with the bot (on Einstein,
+   a new session that still knows the conversation's variables);
 2. no agent is available: the transfer fails, the bot platform is told (Einstein answers with its
    failed-transfer reply) and the bot takes the conversation back.
 
@@ -310,9 +311,9 @@ async def _einstein_bot(
                         Turn(text="2", reply="from billing", aside=arrived),
                     ],
                     escalate=Turn(text="transfer me to a person", reply="transferring you"),
-                    # Back from the agent the user is with Penny again, whose new session has
-                    # none of Astro's variables: nothing worth showing, so the story stops here.
-                    closing=None,
+                    # Back from the agent the user is with Penny again: her new session starts
+                    # with the conversation's variables, so she still knows the order.
+                    closing=Turn(text="hello", reply="I see order A-1001"),
                     retry_opening=[Turn(text="hello", reply=menu)],
                     retry_escalate=Turn(text="3", reply="transferring you"),
                     failed_reply="nobody could take the chat",

@@ -55,6 +55,8 @@ STORIES: dict[str, Story] = {
         *AGENT_CHAT,
         ("agent_connected", "info │ Einstein (Penny) is told: transferSucceeded"),
         *AGENT_CHAT_END,
+        ("user_ended", "you │ hello"),  # back with Penny: a new session, same variables
+        ("bot", "bot │ Hi, I'm Penny from billing. I see order A-1001 (USD 42.50)."),
         ("bot", "you │ hello"),
         ("bot", "you │ 3"),  # "Talk to a person"
         *NO_AGENT,

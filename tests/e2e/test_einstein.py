@@ -164,3 +164,48 @@ async def test_user_asking_for_an_agent_ends_the_bot_session_on_success(einstein
         assert session.ended == "Transfer"
         assert einstein.simulator.reports == []
     agents.close_all()
+
+
+async def test_bot_remembers_the_variables_after_the_agent_chat(einstein: Env) -> None:
+    """Astro → Penny (bot transfer) → agent → the agent ends → Penny's new session still knows the
+    order: its init carries the conversation's variables, typed."""
+    agents, channel = ScriptedAgents(auto_join="Ada"), RecordingChannel()
+    runtime = Runtime(
+        bot=einstein.bot, agents=agents, channel=channel, store=MemoryStore(serialize=True)
+    )
+    greeting = "Hi, I'm Penny from billing. I see order A-1001 (USD 42.50)."
+    async with runtime.running():
+        await runtime.user_said("c1", "hello")
+        await runtime.user_said("c1", "2")  # "Billing question" → Penny
+        assert channel.texts("c1")[-1] == greeting
+        await runtime.user_said("c1", "transfer")
+        await channel.wait_for("c1", lambda texts, keys: "endChatFromUserInstruction" in keys)
+        first = next(s for s in einstein.simulator.sessions.values() if s.bot_id == BILLING_BOT_ID)
+        await wait_until(lambda: first.ended is not None)
+        assert first.ended == "Transfer"
+        conversation = await runtime.get("c1")
+        assert conversation is not None
+        assert conversation.agent_session is not None
+        agents.push(conversation.agent_session, ev.AgentEnded)
+        await channel.wait_for("c1", lambda texts, keys: "conversationClosedMessage" in keys)
+        await runtime.user_said("c1", "hello again")
+        assert channel.texts("c1")[-1] == greeting
+        assert channel.texts("c1").count(greeting) == 2
+        penny = [s for s in einstein.simulator.sessions.values() if s.bot_id == BILLING_BOT_ID]
+        assert len(penny) == 2
+        again = penny[-1]
+        assert again.ended is None
+        assert again.received == [{"type": "init", "text": "hello again"}]
+        assert again.referrers == []  # a restart, not a bot-to-bot transfer
+        assert again.variables["OrderTotal"] == {
+            "name": "OrderTotal",
+            "type": "money",
+            "value": "USD 42.50",
+        }
+        assert again.variables["VIP"] == {"name": "VIP", "type": "boolean", "value": True}
+        conversation = await runtime.get("c1")
+        assert conversation is not None
+        assert conversation.state is State.BOT
+        assert conversation.bot_cursor is not None
+        assert conversation.bot_cursor["session"] == again.id
+    agents.close_all()

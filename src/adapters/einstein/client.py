@@ -7,6 +7,14 @@ ends it (``DELETE /v5.x/sessions/{id}`` with ``X-Session-End-Reason: Transfer``)
 carries ``Authorization: Bearer``, ``X-Org-Id``, a fresh ``X-Request-ID``, and the last
 ``X-Runtime-CRC`` the runtime sent.
 
+A session started later for the same conversation (the user talks again after the agent chat
+ended, the old session expired, or after a bot-to-bot transfer) carries the conversation's
+variables (``conversation.variables``, gathered by the core from escalations and bot transfers)
+in the init message's ``variables``, typed with the types the runtime reported (kept in the
+cursor; unknown ones are sent as ``text``), so the bot goes on with what it knew. ``referrers``
+are only sent on bot-to-bot transfers: the spec describes them as the referrers "of transferring
+the session to another bot", and the previous session of a restart was ended or expired.
+
 No per-conversation state lives here: the session id, the next sequence id, the runtime CRC, the
 pending choices, the escalate message id and the variable types travel in the cursor of every event
 returned (the core stores it as ``conversation.bot_cursor`` and hands it back). Never the token.
@@ -234,28 +242,41 @@ def flatten_variables(
 def typed_variables(
     values: Mapping[str, ev.Scalar], types: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    """The inverse of :func:`flatten_variables`; untyped values get a type from their JSON type."""
+    """The inverse of :func:`flatten_variables`: each value with the type the runtime reported
+    for it (``types``), in the form the spec's variable schemas require. A value without a known
+    type, or one that does not fit its type any more, is sent as ``text`` (its JSON text)."""
     result: list[dict[str, Any]] = []
     for name, value in values.items():
         if name.startswith("$"):
             continue  # context variables belong to the session that set them
-        kind = types.get(name)
-        wire_value: Any = value
-        if kind in ("object", "list") and isinstance(value, str):
-            try:
-                wire_value = json.loads(value)
-            except ValueError:
-                kind = "text"
-        if kind is None:
-            if isinstance(value, bool):
-                kind = "boolean"
-            elif isinstance(value, int | float):
-                kind = "number"
-            else:
-                kind = "text"
-                wire_value = None if value is None else str(value)
+        kind, wire_value = _typed_value(types.get(name), value)
         result.append({"name": name, "type": kind, "value": wire_value})
     return result
+
+
+_STRING_TYPES: Final = frozenset({"text", "date", "dateTime", "money", "ref"})
+
+
+def _typed_value(kind: str | None, value: ev.Scalar) -> tuple[str, Any]:
+    if value is None and kind in wire.VARIABLE_TYPES:
+        return kind, None  # every variable type's value is nullable
+    if kind in _STRING_TYPES and isinstance(value, str):
+        return kind, value
+    if kind == "boolean" and isinstance(value, bool):
+        return kind, value
+    if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+        return kind, value
+    if kind in ("object", "list") and isinstance(value, str):
+        # Kept as JSON text by flatten_variables: an array (of variables, of typed items).
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(item, dict) for item in parsed):
+            return kind, parsed
+    if value is None or isinstance(value, str):
+        return "text", value
+    return "text", json.dumps(value)
 
 
 def _retry_after(response: httpx.Response, now: float) -> float | None:
@@ -327,7 +348,7 @@ class EinsteinBot:
         bot_id = message.bot or self.config.bot_id
         cursor = _Cursor.load(conversation.bot_cursor)
         if cursor is None or cursor.session is None or cursor.bot != bot_id:
-            return await self._start(conversation, bot_id, text=message.text)
+            return await self._restart(conversation, bot_id, message.text, cursor)
         choice = cursor.match_choice(message.text)
         options = self._options()
         if choice is not None:
@@ -341,7 +362,7 @@ class EinsteinBot:
         except SessionGone:
             self.stats["restarts"] += 1
             log.info("conversation %s: bot session gone, starting a new one", conversation.id)
-            return await self._start(conversation, bot_id, text=message.text, cursor=cursor)
+            return await self._restart(conversation, bot_id, message.text, cursor)
         cursor = attrs.evolve(
             cursor, seq=cursor.seq + 1, crc=crc or cursor.crc, choices=(), escalate=None
         )
@@ -432,6 +453,25 @@ class EinsteinBot:
             include_variables=True, variable_filter=self.config.variable_filter
         )
         return options
+
+    async def _restart(
+        self,
+        conversation: Conversation,
+        bot_id: str,
+        text: str,
+        cursor: _Cursor | None,
+    ) -> list[ev.BotEvent]:
+        """A new session for the user's ``text``, carrying the conversation's variables (none
+        before the first escalation or bot transfer: the first init is only ``{text}``)."""
+        types = dict(cursor.var_types) if cursor else {}
+        return await self._start(
+            conversation,
+            bot_id,
+            text=text,
+            variables=typed_variables(conversation.variables, types),
+            cursor=cursor,
+            var_types=types,
+        )
 
     async def _start(
         self,

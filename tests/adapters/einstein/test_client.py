@@ -34,6 +34,10 @@ class Chat:
         for event in events:
             if event.cursor is not None:
                 self.conversation = attrs.evolve(self.conversation, bot_cursor=event.cursor)
+            if isinstance(event, ev.BotEscalated | ev.BotTransferRequested):
+                # Like the core: escalations and bot transfers merge the bot's variables.
+                variables = {**self.conversation.variables, **event.variables}
+                self.conversation = attrs.evolve(self.conversation, variables=variables)
             if isinstance(event, ev.BotTransferRequested):
                 self.conversation = attrs.evolve(self.conversation, bot=event.target_bot)
         return list(events)
@@ -175,6 +179,110 @@ async def test_transfer_succeeded_then_session_deleted(einstein: Env) -> None:
     events = await chat.say("hi again")
     assert texts(events)[0].startswith("Hi, I'm Astro")
     assert len(einstein.simulator.sessions) == 2
+
+
+def start_bodies(einstein: Env) -> list[dict[str, object]]:
+    """The init envelopes the client sent, in order."""
+    return [
+        json.loads(x.request_body)
+        for x in einstein.transport.exchanges
+        if x.request.method == "POST" and x.request.url.path.endswith("/sessions")
+    ]
+
+
+def by_name(variables: object) -> dict[str, tuple[object, object]]:
+    assert isinstance(variables, list)
+    return {v["name"]: (v["type"], v["value"]) for v in variables}
+
+
+async def test_new_session_after_a_transfer_carries_the_conversation_variables(
+    einstein: Env,
+) -> None:
+    chat = Chat(einstein.bot)
+    await chat.say("hello")
+    (first,) = start_bodies(einstein)
+    assert set(first) == {"externalSessionKey", "forceConfig", "message", "responseOptions"}
+    (session,) = einstein.simulator.sessions.values()
+    # What the bot learnt in this session (the dialog's defaults would say A-1001).
+    session.variables["OrderNumber"]["value"] = "B-2002"
+    session.variables["Qty"] = {"name": "Qty", "type": "number", "value": 3}
+    session.variables["Delivery"] = {"name": "Delivery", "type": "date", "value": "2024-05-06"}
+    session.variables["Contact"] = {
+        "name": "Contact",
+        "type": "object",
+        "value": [{"name": "fullName", "type": "text", "value": "Jon Doe"}],
+    }
+    escalation = (await chat.say("transfer"))[-1]
+    assert isinstance(escalation, ev.BotEscalated)
+    # A value the core got elsewhere, with no Einstein type: sent as text.
+    chat.conversation = attrs.evolve(
+        chat.conversation, variables={**chat.conversation.variables, "Channel": 7}
+    )
+    await chat.report(fx.TransferOutcome.SUCCEEDED, escalation.message_id, "Ada joined")
+    assert session.ended == "Transfer"
+    assert chat.cursor["session"] is None
+
+    events = await chat.say("hi again")  # the agent chat is over: a new session
+    assert texts(events)[0] == "Hi, I'm Astro, a simulated Einstein bot."
+    _, second = start_bodies(einstein)
+    assert second["message"] == {"text": "hi again"}
+    assert "referrers" not in second  # for bot-to-bot transfers only (spec)
+    assert by_name(second["variables"]) == {
+        "OrderNumber": ("text", "B-2002"),
+        "OrderTotal": ("money", "USD 42.50"),
+        "VIP": ("boolean", True),
+        "BotName": ("text", "Astro"),
+        "Qty": ("number", 3),
+        "Delivery": ("date", "2024-05-06"),
+        "Contact": ("object", [{"name": "fullName", "type": "text", "value": "Jon Doe"}]),
+        "Channel": ("text", "7"),
+    }
+    new = einstein.simulator.sessions[str(chat.cursor["session"])]
+    assert new.id != session.id
+    assert new.variables["Qty"] == {"name": "Qty", "type": "number", "value": 3}
+    # The types stay in the cursor for the session after this one.
+    assert json.loads(str(chat.cursor["var_types"]))["Qty"] == "number"
+    assert texts(await chat.say("1"))[0] == "Your order B-2002 ships today."
+
+
+async def test_session_restarted_after_expiry_carries_the_variables(einstein: Env) -> None:
+    chat = Chat(einstein.bot)
+    await chat.say("hello")
+    (session,) = einstein.simulator.sessions.values()
+    session.variables["OrderNumber"]["value"] = "C-3003"
+    escalation = (await chat.say("transfer"))[-1]
+    assert isinstance(escalation, ev.BotEscalated)
+    await chat.report(fx.TransferOutcome.NO_AGENT_AVAILABLE, escalation.message_id)
+    assert session.ended is None  # a failed transfer keeps the session
+    session.ended = "Expiration"  # the runtime's 3-day idle expiry
+    await chat.say("hello again")
+    assert einstein.bot.stats["restarts"] == 1
+    assert texts(await chat.say("1"))[0] == "Your order C-3003 ships today."
+    _, restarted = start_bodies(einstein)
+    assert by_name(restarted["variables"])["OrderNumber"] == ("text", "C-3003")
+    assert by_name(restarted["variables"])["OrderTotal"] == ("money", "USD 42.50")
+
+
+async def test_target_bot_session_after_an_agent_keeps_the_transferred_variables(
+    einstein: Env,
+) -> None:
+    chat = Chat(einstein.bot)
+    await chat.say("hello")
+    transfer = (await chat.say("billing"))[-1]
+    assert isinstance(transfer, ev.BotTransferRequested)
+    await chat.transfer(transfer, source=None)
+    escalation = (await chat.say("transfer"))[-1]
+    assert isinstance(escalation, ev.BotEscalated)
+    await chat.report(fx.TransferOutcome.SUCCEEDED, escalation.message_id)
+    events = await chat.say("hello again")
+    assert texts(events)[0] == "Hi, I'm Penny from billing. I see order A-1001 (USD 42.50)."
+    bodies = start_bodies(einstein)
+    assert len(bodies) == 3
+    assert "referrers" in bodies[1]  # the bot-to-bot transfer
+    assert "referrers" not in bodies[2]  # the session after the agent
+    assert by_name(bodies[2]["variables"])["VIP"] == ("boolean", True)
+    sessions = [s for s in einstein.simulator.sessions.values() if s.bot_id == BILLING_BOT_ID]
+    assert [s.ended for s in sessions] == ["Transfer", None]
 
 
 @pytest.mark.parametrize(

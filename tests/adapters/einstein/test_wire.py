@@ -221,7 +221,7 @@ def test_variables_round_trip_through_the_flat_form() -> None:
     )
     flat, types = flatten_variables(variables)
     assert flat["Address"] == '[{"name":"city","type":"text","value":"Paris"}]'
-    back = typed_variables({**flat, "$Context.EndUserId": "u", "Extra": 1.5}, types)
+    back = typed_variables({**flat, "$Context.EndUserId": "u"}, types)
     assert {v["name"]: (v["type"], v["value"]) for v in back} == {
         "Name": ("text", "Ada"),
         "Qty": ("number", 3),
@@ -229,7 +229,33 @@ def test_variables_round_trip_through_the_flat_form() -> None:
         "Address": ("object", [{"name": "city", "type": "text", "value": "Paris"}]),
         "Cases": ("list", [{"type": "ref", "value": "500x"}]),
         "Empty": ("text", None),
-        "Extra": ("number", 1.5),
+    }
+
+
+def test_variables_of_unknown_or_mismatched_type_are_sent_as_text() -> None:
+    types = {"Qty": "number", "VIP": "boolean", "Cases": "list", "Odd": "currency", "D": "date"}
+    values: dict[str, ev.Scalar] = {
+        "Extra": 1.5,  # no type known: text, whatever its JSON type
+        "Flag": True,
+        "Note": "hi",
+        "Nothing": None,
+        "Qty": "three",  # a number variable holding text (set by another source)
+        "VIP": "yes",
+        "Cases": "not json",
+        "Odd": "x",  # a type the spec does not know
+        "D": None,  # null fits every type
+    }
+    back = typed_variables(values, types)
+    assert {v["name"]: (v["type"], v["value"]) for v in back} == {
+        "Extra": ("text", "1.5"),
+        "Flag": ("text", "true"),
+        "Note": ("text", "hi"),
+        "Nothing": ("text", None),
+        "Qty": ("text", "three"),
+        "VIP": ("text", "yes"),
+        "Cases": ("text", "not json"),
+        "Odd": ("text", "x"),
+        "D": ("date", None),
     }
 
 
