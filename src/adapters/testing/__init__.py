@@ -1,4 +1,5 @@
-"""Conformance kits adapters must pass (see :mod:`handoff_adapters.testing.agent_backend`)."""
+"""Conformance kits adapters must pass (see :mod:`handoff_adapters.testing.agent_backend` and
+:mod:`handoff_adapters.testing.store`)."""
 
 from handoff_adapters.testing.agent_backend import (
     CASES,
@@ -9,6 +10,14 @@ from handoff_adapters.testing.agent_backend import (
     KitReport,
     check_agent_backend,
 )
+from handoff_adapters.testing.store import (
+    STORE_CASES,
+    StoreCaseResult,
+    StoreFactory,
+    StoreReport,
+    check_store,
+    realistic_conversation,
+)
 
 __all__ = [
     "CASES",
@@ -17,5 +26,11 @@ __all__ = [
     "CaseResult",
     "Fault",
     "KitReport",
+    "STORE_CASES",
+    "StoreCaseResult",
+    "StoreFactory",
+    "StoreReport",
     "check_agent_backend",
+    "check_store",
+    "realistic_conversation",
 ]
