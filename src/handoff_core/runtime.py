@@ -392,11 +392,27 @@ class Runtime:
     async def _perform(self, conversation: Conversation) -> list[ev.Event]:
         """Run the outbox in order; mark each effect done; return the events they produced."""
         followups: list[ev.Event] = []
+        local: list[str] = []
         for effect in conversation.outbox:
             self.stats["effects"] += 1
+            if isinstance(effect, fx.ScheduleTimer | fx.CancelTimer):
+                # In-process and idempotent (same timer id): repeating one after a crash is
+                # harmless, so it is marked done with the next effect that reaches a peer.
+                self._timer_effect(conversation, effect)
+                local.append(effect.key)
+                continue
             followups.extend(await self._execute(conversation, effect))
-            await self.store.mark_done(conversation.id, [effect.key])
+            await self.store.mark_done(conversation.id, [*local, effect.key])
+            local.clear()
+        if local:
+            await self.store.mark_done(conversation.id, local)
         return followups
+
+    def _timer_effect(self, conversation: Conversation, effect: fx.Effect) -> None:
+        if isinstance(effect, fx.ScheduleTimer):
+            self._arm(conversation.id, effect.timer_id, effect.timer, effect.set_at + effect.delay)
+        elif isinstance(effect, fx.CancelTimer):
+            self._timers.pop(effect.timer_id, None)
 
     # -- effects → ports --------------------------------------------------------------------------
 
@@ -453,12 +469,8 @@ class Runtime:
                     conversation, agent_session=effect.session, agent_cursor=effect.cursor
                 )
                 await self._backend(conversation).close(closing, effect)
-            case fx.ScheduleTimer():
-                self._arm(
-                    conversation.id, effect.timer_id, effect.timer, effect.set_at + effect.delay
-                )
-            case fx.CancelTimer():
-                self._timers.pop(effect.timer_id, None)
+            case fx.ScheduleTimer() | fx.CancelTimer():
+                self._timer_effect(conversation, effect)
             case _:
                 raise TypeError(f"unknown effect {type(effect).__name__}")
         return []
