@@ -23,6 +23,7 @@ Rules the table keeps (and the tests check):
 from __future__ import annotations
 
 import enum
+import logging
 from typing import Any, Final
 
 from transitions import Machine
@@ -182,6 +183,12 @@ AGENT_TRIGGERS: Final[frozenset[str]] = frozenset(
         "backend_session_lost",
     }
 )
+
+# transitions logs every callback and state change at INFO: for thousands of conversations that is
+# noise, not information. Quiet it unless the application configured that logger itself.
+_transitions_log = logging.getLogger("transitions.core")
+if _transitions_log.level == logging.NOTSET:
+    _transitions_log.setLevel(logging.WARNING)
 
 #: The one machine. ``model=None``: conversations are never added to it (see module docstring).
 MACHINE: Final = Machine(
