@@ -1,0 +1,9 @@
+"""Persistent :class:`~handoff_core.ports.SessionStore` implementations.
+
+The in-process one is :class:`handoff_core.runtime.MemoryStore`. Each store here passes
+:func:`handoff_adapters.testing.check_store`.
+"""
+
+from handoff_adapters.stores.sqlite import SqliteStore, SqliteStoreError
+
+__all__ = ["SqliteStore", "SqliteStoreError"]
