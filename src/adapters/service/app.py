@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -44,11 +45,16 @@ from handoff_adapters.service.channels import ApiChannel, BackendRouter, Channel
 from handoff_adapters.service.config import Config
 from handoff_adapters.service.metrics import MeteredBackend, MeteredChannel, MeteredStore, Metrics
 from handoff_adapters.service.problems import BadRequest, problem, read_json_object
-from handoff_adapters.service.registry import BuildContext, build_backend, build_bot
+from handoff_adapters.service.registry import (
+    BuildContext,
+    build_backend,
+    build_bot,
+    build_store,
+)
 from handoff_core import events as ev
 from handoff_core.conversation import Conversation
 from handoff_core.ports import AgentBackend, SessionStore, UserChannel
-from handoff_core.runtime import MemoryStore, Runtime
+from handoff_core.runtime import Runtime
 
 __all__ = ["HandoffService", "create_app"]
 
@@ -90,6 +96,12 @@ class HandoffService:
         if self.bot.kore is not None:
             channels["kore"] = self.bot.kore
         self.router = BackendRouter(config.routing.rules, config.default_backend())
+        #: The store this service built from ``[store]`` (it opens and closes it); a store passed
+        #: in belongs to the caller.
+        self.owned_store: SessionStore | None = None
+        if store is None:
+            store = self.owned_store = build_store(config.store, context)
+        self.store: SessionStore = store
         self.runtime = Runtime(
             bot=self.bot.platform,
             agents={
@@ -97,10 +109,11 @@ class HandoffService:
                 for name, backend in self.backends.items()
             },
             channel=MeteredChannel(ChannelRouter(channels, self.api), self.metrics, clock),
-            store=MeteredStore(store if store is not None else MemoryStore(), self.metrics),
+            store=MeteredStore(self.store, self.metrics),
             policy=config.policy.build(),
             choose_backend=self.router,
             clock=clock,
+            instance_id=config.server.instance_id or socket.gethostname(),
         )
         self.ready = False
         self.kore_webhooks: Any = None
@@ -122,6 +135,13 @@ class HandoffService:
                 closer = getattr(backend, "aclose", None)
                 if closer is not None:
                     stack.push_async_callback(closer)
+            if self.owned_store is not None:
+                closer = getattr(self.owned_store, "aclose", None)
+                if closer is not None:
+                    stack.push_async_callback(closer)
+                opener = getattr(self.owned_store, "open", None)
+                if opener is not None:
+                    await opener()  # a bad file fails the start, clearly, before any traffic
             await stack.enter_async_context(self.runtime.running())
             self.ready = True
             try:

@@ -73,6 +73,10 @@ class ServerConfig:
     prefix: str = ""
     #: Bodies above this are refused with 413.
     max_body: int = 1024 * 1024
+    #: This replica's name on the outbox leases it takes (default: the host name). Keep it stable
+    #: across restarts and unique among replicas sharing a store: a restarted replica then
+    #: finishes its own interrupted steps at once instead of waiting for their leases to expire.
+    instance_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -138,6 +142,9 @@ class Config:
     policy: PolicyConfig = PolicyConfig()
     routing: RoutingConfig = RoutingConfig()
     channels: ChannelsConfig = ChannelsConfig()
+    #: Where conversations live: ``type = "memory"`` (the default: lost on restart) or
+    #: ``"sqlite"`` with ``path`` (see :mod:`handoff_adapters.service.registry`).
+    store: dict[str, Any] = attrs.field(factory=lambda: {"type": "memory"})
 
     def default_backend(self) -> str:
         return self.routing.default or next(iter(self.backends))
@@ -258,6 +265,10 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     for name, table in config.backends.items():
         if not isinstance(table.get("type"), str):
             raise ConfigError(f'backends.{name}.type: expected a string (e.g. "miaw")')
+    if not isinstance(config.store.get("type", "memory"), str):
+        raise ConfigError('store.type: expected a string ("memory" or "sqlite")')
+    if config.server.instance_id is not None and not config.server.instance_id.strip():
+        raise ConfigError("server.instance_id: expected a non-empty string")
     if not isinstance(config.bot.get("type"), str):
         raise ConfigError('bot.type: expected a string (e.g. "kore", "einstein", "echo")')
     known = ", ".join(config.backends)

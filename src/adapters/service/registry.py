@@ -1,4 +1,4 @@
-"""Build bots and agent backends from their config tables, by ``type``.
+"""Build bots, agent backends and the session store from their config tables, by ``type``.
 
 Each entry structures its table with its own options class (so errors name the exact key) and
 builds the port. Adding a backend means adding one entry here (or calling
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -17,17 +18,20 @@ from handoff_adapters._http import HttpClients
 from handoff_adapters.service.config import ConfigError, secret_from_env, structure
 from handoff_core.errors import HandoffError
 from handoff_core.events import EscalationTarget
-from handoff_core.ports import AgentBackend, BotPlatform
+from handoff_core.ports import AgentBackend, BotPlatform, SessionStore
 
 __all__ = [
     "BACKENDS",
     "BOTS",
+    "STORES",
     "BuildContext",
     "BuiltBot",
     "build_backend",
     "build_bot",
+    "build_store",
     "register_backend",
     "register_bot",
+    "register_store",
     "parse_target",
 ]
 
@@ -51,8 +55,11 @@ class BuiltBot:
 BotFactory = Callable[[dict[str, Any], str, BuildContext], BuiltBot]
 BackendFactory = Callable[[str, dict[str, Any], str, BuildContext], AgentBackend]
 
+StoreFactory = Callable[[dict[str, Any], str, BuildContext], SessionStore]
+
 BOTS: dict[str, BotFactory] = {}
 BACKENDS: dict[str, BackendFactory] = {}
+STORES: dict[str, StoreFactory] = {}
 
 
 def register_bot(kind: str, factory: BotFactory) -> None:
@@ -61,6 +68,10 @@ def register_bot(kind: str, factory: BotFactory) -> None:
 
 def register_backend(kind: str, factory: BackendFactory) -> None:
     BACKENDS[kind] = factory
+
+
+def register_store(kind: str, factory: StoreFactory) -> None:
+    STORES[kind] = factory
 
 
 def build_bot(table: dict[str, Any], context: BuildContext) -> BuiltBot:
@@ -80,6 +91,17 @@ def build_backend(name: str, table: dict[str, Any], context: BuildContext) -> Ag
         )
     options = {k: v for k, v in table.items() if k != "type"}
     return BACKENDS[kind](name, options, path, context)
+
+
+def build_store(table: dict[str, Any], context: BuildContext) -> SessionStore:
+    """The ``[store]`` table's store (no table: in memory). Nothing is opened yet."""
+    kind = table.get("type", "memory")
+    if kind not in STORES:
+        raise ConfigError(
+            f"store.type: unknown store type {kind!r}; known: {', '.join(sorted(STORES))}"
+        )
+    options = {k: v for k, v in table.items() if k != "type"}
+    return STORES[kind](options, "store", context)
 
 
 def parse_target(text: str, key: str) -> EscalationTarget:
@@ -311,3 +333,47 @@ def _liveagent(
 
 
 register_backend("liveagent", _liveagent)
+
+
+# -- session stores -------------------------------------------------------------------------------
+
+
+def _memory_store(options: dict[str, Any], path: str, context: BuildContext) -> SessionStore:
+    from handoff_core.runtime import MemoryStore
+
+    if options:
+        key = next(iter(options))
+        raise ConfigError(f'{path}.{key}: not an option of type = "memory" (try type = "sqlite")')
+    return MemoryStore()
+
+
+@attrs.frozen(kw_only=True)
+class SqliteStoreOptions:
+    #: The database file (relative paths: to the working directory). Created mode 0600: it holds
+    #: the adapters' session keys and tokens.
+    path: str
+    busy_timeout: float = 30.0
+    synchronous: str = "NORMAL"
+
+
+def _sqlite_store(options: dict[str, Any], path: str, context: BuildContext) -> SessionStore:
+    from handoff_adapters.stores.sqlite import SqliteStore
+
+    parsed = structure(options, SqliteStoreOptions, path)
+    if not parsed.path.strip():
+        raise ConfigError(f"{path}.path: expected a file path, got an empty string")
+    if parsed.busy_timeout <= 0:
+        raise ConfigError(f"{path}.busy_timeout: expected a positive number of seconds")
+    try:
+        return SqliteStore(
+            Path(parsed.path).expanduser(),
+            busy_timeout=parsed.busy_timeout,
+            synchronous=parsed.synchronous,
+            clock=context.clock,
+        )
+    except ValueError as exc:  # synchronous: expected one of …
+        raise ConfigError(f"{path}.{exc}") from None
+
+
+register_store("memory", _memory_store)
+register_store("sqlite", _sqlite_store)
