@@ -109,6 +109,17 @@ class SessionStore(Protocol):
     async def mark_done(self, conversation_id: str, effect_keys: Sequence[str]) -> None:
         """Remove these effects from the stored outbox (they have been performed)."""
 
+    async def claim(
+        self, conversation_id: str, *, step: int, owner: str, until: float, now: float
+    ) -> Conversation | None:
+        """Atomically take over the outbox of step ``step`` for ``owner`` until ``until``.
+
+        Succeeds only if the stored record is still at ``step``, still has an outbox, and its
+        lease is free, expired (``lease_until <= now``) or already ``owner``'s; returns the record
+        as claimed (``lease_owner``/``lease_until`` set), else ``None``. Two runtimes that find
+        the same dead runtime's step can thus never both perform it.
+        """
+
     def active(self) -> AsyncIterator[Conversation]:
         """Conversations with work to resume: an outbox, an agent session, or timers."""
 

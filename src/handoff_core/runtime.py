@@ -101,9 +101,19 @@ class MemoryStore:
         done = set(effect_keys)
         outbox = tuple(e for e in current.outbox if e.key not in done)
         if len(outbox) != len(current.outbox):
-            from attrs import evolve
+            self._store(attrs.evolve(current, outbox=outbox))
 
-            self._store(evolve(current, outbox=outbox))
+    async def claim(
+        self, conversation_id: str, *, step: int, owner: str, until: float, now: float
+    ) -> Conversation | None:
+        current = self._load(conversation_id)
+        if current is None or current.step != step or not current.outbox:
+            return None
+        if current.lease_owner not in (None, owner) and (current.lease_until or 0.0) > now:
+            return None
+        claimed = attrs.evolve(current, lease_owner=owner, lease_until=until)
+        self._store(claimed)
+        return claimed
 
     async def active(self) -> AsyncIterator[Conversation]:
         for conversation_id in list(self._records):
@@ -382,10 +392,20 @@ class Runtime:
                 await anyio.sleep(self.lease_poll)
                 stored = await self.store.load(conversation_id)
                 continue
-            # Not exclusive between two runtimes that both see the same expired lease at the
-            # same moment: stores with a compare-and-set on the lease can close that gap.
-            self.stats["resumed_outboxes"] += 1
-            followups += await self._perform(stored)
+            # Ours, or its owner died: claim it atomically first, so that of two runtimes taking
+            # over the same dead runtime's step only one performs it.
+            claimed = await self.store.claim(
+                conversation_id,
+                step=stored.step,
+                owner=self.instance_id,
+                until=self._lease_end(stored.outbox),
+                now=self.clock(),
+            )
+            if claimed is not None:
+                self.stats["resumed_outboxes"] += 1
+                followups += await self._perform(claimed)
+            else:
+                self.stats["lost_claims"] += 1
             stored = await self.store.load(conversation_id)
         return stored, followups
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 
@@ -139,3 +140,38 @@ async def test_an_outbox_left_by_a_dead_runtime_is_finished_after_its_lease() ->
     assert runtime.stats["resumed_outboxes"] == 1
     assert conv_after is not None
     assert conv_after.outbox == ()
+
+
+class YieldingStore(MemoryStore):
+    """Yields to other tasks on every load, like a store across a network or a thread does."""
+
+    async def load(self, conversation_id: str) -> Conversation | None:
+        conversation = await super().load(conversation_id)
+        # What was read may be stale by the time the caller sees it.
+        await anyio.lowlevel.checkpoint()
+        return conversation
+
+
+async def test_two_runtimes_taking_over_a_dead_runtimes_step_perform_it_once() -> None:
+    store = YieldingStore(serialize=True)
+    from handoff_core.conversation import handle
+
+    bots = [SlowBot(), SlowBot()]
+    runtimes = [
+        Runtime(bot=bot, agents=ScriptedAgents(), channel=RecordingChannel(), store=store)
+        for bot in bots
+    ]
+    async with runtimes[0].running(), runtimes[1].running():
+        # A third runtime saved this step and died; its lease has already expired.
+        step = handle(Conversation.new("c1"), ev.UserMessage(at=time.time(), text="hi"))
+        await store.save(
+            attrs.evolve(step.conversation, lease_owner="dead", lease_until=time.time() - 1),
+            expected_step=None,
+        )
+        async with anyio.create_task_group() as tg:
+            for n, runtime in enumerate(runtimes):
+                tg.start_soon(runtime.user_said, "c1", f"from {n}")
+    heard = [text for bot in bots for _, text in bot.received]
+    assert heard.count("hi") == 1
+    assert sorted(t for t in heard if t != "hi") == ["from 0", "from 1"]
+    assert sum(r.stats["resumed_outboxes"] for r in runtimes) == 1

@@ -90,6 +90,11 @@ class MeteredStore:
     async def mark_done(self, conversation_id: str, effect_keys: Sequence[str]) -> None:
         await self.store.mark_done(conversation_id, effect_keys)
 
+    async def claim(
+        self, conversation_id: str, *, step: int, owner: str, until: float, now: float
+    ) -> Conversation | None:
+        return await self.store.claim(conversation_id, step=step, owner=owner, until=until, now=now)
+
     def active(self) -> AsyncIterator[Conversation]:
         return self.store.active()
 

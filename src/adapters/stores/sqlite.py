@@ -213,6 +213,43 @@ class SqliteStore:
 
         await self._run(remove)
 
+    async def claim(
+        self, conversation_id: str, *, step: int, owner: str, until: float, now: float
+    ) -> Conversation | None:
+        def take(connection: sqlite3.Connection) -> str | None:
+            # Check and write in one IMMEDIATE transaction: no other writer can slip in between.
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = connection.execute(
+                    "SELECT step, data FROM conversations WHERE id = ?", (conversation_id,)
+                ).fetchone()
+                claimed: str | None = None
+                if row is not None and int(row[0]) == step:
+                    data = _parse(conversation_id, str(row[1]))
+                    holder, held_until = data.get("lease_owner"), data.get("lease_until")
+                    # Someone else's lease holds only while it has a deadline in the future.
+                    held = (
+                        holder not in (None, owner)
+                        and isinstance(held_until, int | float)
+                        and held_until > now
+                    )
+                    if data.get("outbox") and not held:
+                        data["lease_owner"], data["lease_until"] = owner, until
+                        claimed = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+                        connection.execute(
+                            "UPDATE conversations SET data = ?, updated_at = ? WHERE id = ?",
+                            (claimed, self.clock(), conversation_id),
+                        )
+                connection.execute("COMMIT")
+                return claimed
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+
+        data = await self._run(take)
+        return None if data is None else _decode(conversation_id, data)
+
     async def active(self) -> AsyncIterator[Conversation]:
         """The active conversations, by id, a page at a time (no transaction is held between
         pages: a conversation saved meanwhile is read as it is then)."""

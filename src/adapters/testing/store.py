@@ -18,6 +18,8 @@ it checks, on whichever event loop it runs:
   unchanged), is idempotent, ignores unknown keys and unknown ids;
 * ``active``: yields exactly the conversations with an outbox, an agent session or timers, as
   they are stored (also after ``mark_done`` empties an outbox);
+* ``claim``: ``claim`` takes over only a free, own or expired lease, changes nothing but the
+  lease, refuses a moved step or an empty outbox, and of many racing runtimes exactly one wins;
 * ``reopen``: a fresh instance on the same storage sees every record, its step and its activity.
 
 Typical use::
@@ -40,6 +42,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -326,6 +329,52 @@ class _Kit:
             for store in stores:
                 _expect(await store.load(base.id) == current, "the stored record is not the winner")
 
+    async def claim(self) -> None:
+        stores = [await self.open() for _ in range(3)]
+        now = 1_000_000.0
+        live = attrs.evolve(
+            realistic_conversation(self.id("claim")), lease_owner="a", lease_until=now + 60
+        )
+        _expect(bool(live.outbox), "the sample needs an outbox")
+        await stores[0].save(live, expected_step=None)
+        step = live.step
+
+        async def claim(store: SessionStore, owner: str, **changes: Any) -> Conversation | None:
+            options: dict[str, Any] = {"step": step, "until": now + 30, "now": now, **changes}
+            return await store.claim(live.id, owner=owner, **options)
+
+        _expect(await claim(stores[1], "b") is None, "claimed another owner's live lease")
+        _expect(await claim(stores[1], "a", step=step + 1) is None, "claimed a step not stored")
+        _expect(
+            await stores[0].claim(self.id("nobody"), step=0, owner="a", until=now, now=now) is None,
+            "claimed an unknown conversation",
+        )
+        renewed = await claim(stores[2], "a", until=now + 90)
+        _expect(
+            renewed == attrs.evolve(live, lease_until=now + 90),
+            "the owner could not renew its own lease, or the claim changed more than the lease",
+        )
+        # The owner died: its lease expired. Many runtimes race to take the step over.
+        later = now + 120
+        wins: list[str] = []
+
+        async def contend(n: int) -> None:
+            owner = f"runtime-{n}"
+            if await claim(stores[n % len(stores)], owner, now=later, until=later + 30):
+                wins.append(owner)
+
+        async with anyio.create_task_group() as group:
+            for n in range(12):
+                group.start_soon(contend, n)
+        _expect(len(wins) == 1, f"{len(wins)} runtimes took over the same expired lease, not one")
+        stored = await stores[0].load(live.id)
+        _expect(
+            stored is not None and stored.lease_owner == wins[0] and stored.step == step,
+            "the stored lease is not the winner's, or the claim moved the step",
+        )
+        await stores[0].mark_done(live.id, [effect.key for effect in live.outbox])
+        _expect(await claim(stores[1], wins[0], now=later) is None, "claimed a step with no outbox")
+
     async def mark_done(self) -> None:
         store = await self.open()
         conversation = _just_joined(self.id("outbox"))
@@ -486,6 +535,7 @@ STORE_CASES: tuple[str, ...] = (
     "insert_refuses_existing",
     "stale_save",
     "concurrent_saves",
+    "claim",
     "mark_done",
     "active",
     "reopen",

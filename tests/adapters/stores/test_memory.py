@@ -50,6 +50,20 @@ class _EverythingActive(MemoryStore):
                 yield conversation
 
 
+class _LeaseBlindClaim(MemoryStore):
+    """Broken on purpose: claim ignores whose lease it is and whether it expired."""
+
+    async def claim(
+        self, conversation_id: str, *, step: int, owner: str, until: float, now: float
+    ) -> Conversation | None:
+        current = await self.load(conversation_id)
+        if current is None or current.step != step or not current.outbox:
+            return None
+        claimed = attrs.evolve(current, lease_owner=owner, lease_until=until)
+        self._store(claimed)
+        return claimed
+
+
 @pytest.mark.parametrize(
     ("broken", "failing"),
     [
@@ -59,6 +73,7 @@ class _EverythingActive(MemoryStore):
         ),
         (_GreedyMarkDone, {"mark_done"}),
         (_EverythingActive, {"active", "reopen"}),
+        (_LeaseBlindClaim, {"claim"}),
     ],
 )
 async def test_the_kit_catches_broken_stores(broken: type[MemoryStore], failing: set[str]) -> None:
