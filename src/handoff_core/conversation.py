@@ -306,7 +306,7 @@ class _StepContext:
     def buffer_for_agent(self, _: EventData) -> None:
         assert isinstance(self.event, ev.UserMessage)
         self.remember("user", self.event.text)
-        message = ev_buffered(self.event)
+        message = _buffered(self.event)
         self.set(pending=(*self.get("pending"), message))
 
     def forward_typing_to_agent(self, _: EventData) -> None:
@@ -689,7 +689,7 @@ class _StepContext:
         self.set(timers=tuple(keep))
 
 
-def ev_buffered(event: ev.UserMessage) -> BufferedMessage:
+def _buffered(event: ev.UserMessage) -> BufferedMessage:
     return BufferedMessage(text=event.text, message_id=event.message_id, at=event.at)
 
 
