@@ -47,7 +47,7 @@ from handoff_core.ports import (
     UserChannel,
 )
 
-__all__ = ["BackendChooser", "MemoryStore", "Runtime"]
+__all__ = ["BackendChooser", "KeyedLocks", "MemoryStore", "Runtime"]
 
 log = logging.getLogger("handoff.runtime")
 
@@ -127,7 +127,7 @@ class MemoryStore:
         return len(self._records)
 
 
-class _KeyedLocks:
+class KeyedLocks:
     """One lock per conversation id, existing only while someone holds or waits for it."""
 
     def __init__(self) -> None:
@@ -197,7 +197,7 @@ class Runtime:
         self.lease_poll = 0.02
         #: Counters for monitoring: events, steps, dropped:<why>, rejected, effects, port_errors…
         self.stats: Counter[str] = Counter()
-        self._locks = _KeyedLocks()
+        self._locks = KeyedLocks()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._pumps: dict[str, anyio.CancelScope] = {}
         self._timer_heap: list[tuple[float, str, str, ev.TimerKind]] = []

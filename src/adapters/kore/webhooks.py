@@ -32,10 +32,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
-import anyio
 import attrs
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -55,7 +53,7 @@ from handoff_adapters.kore.wire import (
 from handoff_adapters.service.problems import MAX_BODY, BadRequest, problem, read_json_object
 from handoff_core import events as ev
 from handoff_core.errors import RemoteProtocolError
-from handoff_core.runtime import Runtime
+from handoff_core.runtime import KeyedLocks, Runtime
 
 __all__ = ["KoreWebhooks", "conversation_id"]
 
@@ -89,7 +87,8 @@ class KoreWebhooks:
         self.clock = clock
         #: Webhooks by event name and outcome ("ok", "duplicate", or a refusal's HTTP status).
         self.received: dict[tuple[str, str], int] = {}
-        self._locks: dict[str, tuple[anyio.Lock, list[int]]] = {}
+        #: One webhook of a conversation at a time (so a retry sees what the original stored).
+        self._serialized = KeyedLocks()
 
     def routes(self) -> list[BaseRoute]:
         base = f"{self.prefix}/sdk/bots/{{bot_id}}"
@@ -157,19 +156,6 @@ class KoreWebhooks:
             await runtime.start(cid, user_name=name)
         await runtime.feed(cid, event)
         return True
-
-    @asynccontextmanager
-    async def _serialized(self, cid: str) -> AsyncIterator[None]:
-        """One webhook of a conversation at a time (so a retry sees what the original stored)."""
-        lock, users = self._locks.setdefault(cid, (anyio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._locks[cid]
 
     def translate(
         self, bot_id: str, event_name: str, webhook: Webhook
