@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -37,6 +38,7 @@ from handoff_core.ports import AgentBackend
 from handoff_core.runtime import MemoryStore, Runtime
 
 __all__ = [
+    "add_connect_options",
     "LineChannel",
     "NoBot",
     "PlainChannel",
@@ -315,6 +317,18 @@ async def stdin_lines() -> AsyncGenerator[str, None]:
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             yield line.decode(errors="replace").rstrip("\r")
+
+
+def add_connect_options(parser: argparse.ArgumentParser) -> None:
+    """The options every ``handoff connect <backend>`` shares (the output contract)."""
+    parser.add_argument("--lang", default="en", help="language of the conversation")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=600.0,
+        help="give up waiting for an agent after this many seconds",
+    )
 
 
 # -- a terminal user and an agent, no bot ---------------------------------------------------------

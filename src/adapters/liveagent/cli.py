@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 import anyio
 
 from handoff_adapters.liveagent.client import LiveAgentBackend, LiveAgentConfig
-from handoff_adapters.terminal import TerminalChannel, chat_with_agent, key_values, stdin_lines
+from handoff_adapters.terminal import (
+    TerminalChannel,
+    add_connect_options,
+    chat_with_agent,
+    key_values,
+    stdin_lines,
+)
 
 if TYPE_CHECKING:
     from handoff_adapters.cli import Commands
@@ -80,15 +86,8 @@ def register(commands: Commands) -> None:
         metavar="KEY=VALUE",
         help="a pre-chat detail (repeatable), e.g. Email=jon@example.com",
     )
-    connect.add_argument("--lang", default="en", help="language of the system messages")
-    connect.add_argument("--json", action="store_true", help="one JSON object per line")
     connect.add_argument("--api-version", type=int, default=47)
-    connect.add_argument(
-        "--queue-timeout",
-        type=float,
-        default=600.0,
-        help="give up waiting for an agent after this many seconds",
-    )
+    add_connect_options(connect)
     connect.set_defaults(handler=_connect)
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from handoff_adapters.terminal import add_connect_options
+
 if TYPE_CHECKING:
     from handoff_adapters.cli import Commands
 
@@ -77,14 +79,7 @@ def register(commands: Commands) -> None:
         help="a routing attribute (pre-chat field); repeatable",
     )
     connect.add_argument("--user-name", default=None, help="the end user's name")
-    connect.add_argument("--lang", default="en", help="language of the conversation")
-    connect.add_argument("--json", action="store_true", help="one JSON object per line")
-    connect.add_argument(
-        "--queue-timeout",
-        type=float,
-        default=600.0,
-        help="give up waiting for an agent after this many seconds",
-    )
+    add_connect_options(connect)
     connect.set_defaults(handler=_connect)
 
 
