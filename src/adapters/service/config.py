@@ -266,7 +266,7 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         if not isinstance(table.get("type"), str):
             raise ConfigError(f'backends.{name}.type: expected a string (e.g. "miaw")')
     if not isinstance(config.store.get("type", "memory"), str):
-        raise ConfigError('store.type: expected a string ("memory" or "sqlite")')
+        raise ConfigError('store.type: expected a string ("memory", "sqlite" or "redis")')
     if config.server.instance_id is not None and not config.server.instance_id.strip():
         raise ConfigError("server.instance_id: expected a non-empty string")
     if not isinstance(config.bot.get("type"), str):

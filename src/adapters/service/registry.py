@@ -375,5 +375,53 @@ def _sqlite_store(options: dict[str, Any], path: str, context: BuildContext) -> 
         raise ConfigError(f"{path}.{exc}") from None
 
 
+@attrs.frozen(kw_only=True)
+class RedisStoreOptions:
+    #: ``redis://host:port/db`` (``rediss://`` for TLS); no password in it (see ``password_env``).
+    url: str | None = None
+    #: Or the Sentinels watching the master: ``[["host", port], …]`` with ``service_name``.
+    sentinels: list[tuple[str, int]] | None = None
+    service_name: str | None = None
+    #: The environment variable holding the Redis password (none: no password).
+    password_env: str | None = None
+    username: str | None = None
+    prefix: str = "handoff:"
+    #: Seconds after which a conversation that is no longer active expires (none: never).
+    idle_ttl: float | None = None
+
+
+def _redis_store(options: dict[str, Any], path: str, context: BuildContext) -> SessionStore:
+    from handoff_adapters.stores.redis import RedisStore
+
+    parsed = structure(options, RedisStoreOptions, path)
+    if (parsed.url is None) == (parsed.sentinels is None):
+        raise ConfigError(f"{path}: give either url or sentinels (with service_name)")
+    if parsed.url is not None and not parsed.url.startswith(("redis://", "rediss://")):
+        raise ConfigError(f"{path}.url: expected redis://host:port/db or rediss://…")
+    if parsed.sentinels is not None:
+        if not parsed.sentinels:
+            raise ConfigError(f"{path}.sentinels: expected at least one [host, port]")
+        if not parsed.service_name:
+            raise ConfigError(f"{path}.service_name: required with sentinels")
+    if parsed.idle_ttl is not None and not parsed.idle_ttl > 0:
+        raise ConfigError(f"{path}.idle_ttl: expected a positive number of seconds")
+    password = None
+    if parsed.password_env is not None:
+        password = secret_from_env(parsed.password_env, f"{path}.password_env", context.environ)
+    try:
+        return RedisStore(
+            url=parsed.url,
+            sentinels=[(host, port) for host, port in parsed.sentinels or ()],
+            service_name=parsed.service_name,
+            password=None if password is None else password.value,
+            username=parsed.username,
+            prefix=parsed.prefix,
+            idle_ttl=parsed.idle_ttl,
+        )
+    except ValueError as exc:  # url: must not hold a password …
+        raise ConfigError(f"{path}.{exc}") from None
+
+
 register_store("memory", _memory_store)
 register_store("sqlite", _sqlite_store)
+register_store("redis", _redis_store)

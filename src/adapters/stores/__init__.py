@@ -4,6 +4,7 @@ The in-process one is :class:`handoff_core.runtime.MemoryStore`. Each store here
 :func:`handoff_adapters.testing.check_store`.
 """
 
+from handoff_adapters.stores.redis import RedisStore, RedisStoreError
 from handoff_adapters.stores.sqlite import SqliteStore, SqliteStoreError
 
-__all__ = ["SqliteStore", "SqliteStoreError"]
+__all__ = ["RedisStore", "RedisStoreError", "SqliteStore", "SqliteStoreError"]

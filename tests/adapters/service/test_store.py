@@ -20,11 +20,13 @@ from handoff_adapters._serve import serve
 from handoff_adapters.service.app import HandoffService
 from handoff_adapters.service.config import ConfigError, load_config, parse_config
 from handoff_adapters.service.registry import BuildContext, build_store
-from handoff_adapters.stores import SqliteStore, SqliteStoreError
+from handoff_adapters.stores import RedisStore, SqliteStore, SqliteStoreError
 from handoff_core import AgentMessage, State
+from handoff_core.conversation import Conversation
 from handoff_core.runtime import MemoryStore
 from tests.adapters.service.conftest import NamedScriptedAgents
 from tests.adapters.service.test_service import finish, next_message
+from tests.adapters.stores.redis_servers import redis_process
 
 pytestmark = pytest.mark.anyio
 
@@ -41,8 +43,18 @@ def with_store(store: dict[str, Any], **tables: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("store", "message"),
     [
-        ({"type": "redis"}, "store.type: unknown store type 'redis'; known: memory, sqlite"),
-        ({"type": 3}, 'store.type: expected a string ("memory" or "sqlite")'),
+        ({"type": "mongo"}, "store.type: unknown store type 'mongo'; known: memory, redis, sqlite"),
+        ({"type": 3}, 'store.type: expected a string ("memory", "sqlite" or "redis")'),
+        ({"type": "redis"}, "store: give either url or sentinels"),
+        ({"type": "redis", "url": "http://x"}, "store.url: expected redis://"),
+        ({"type": "redis", "url": "redis://:pw@db:6379/0"}, "store.url: must not hold a password"),
+        ({"type": "redis", "url": "redis://db", "sentinels": [["s", 1]]}, "store: give either"),
+        ({"type": "redis", "sentinels": [["s", 26379]]}, "store.service_name: required"),
+        ({"type": "redis", "sentinels": []}, "store.sentinels: expected at least one"),
+        ({"type": "redis", "sentinels": [["s", "x"]], "service_name": "m"}, "store.sentinels"),
+        ({"type": "redis", "url": "redis://db", "idle_ttl": 0}, "store.idle_ttl: expected a"),
+        ({"type": "redis", "url": "redis://db", "password_env": "NOPE"}, "store.password_env: "),
+        ({"type": "redis", "url": "redis://db", "prefx": "x"}, "store: unknown key(s) (prefx)"),
         ({"type": "sqlite"}, "store.path: required field missing"),
         ({"type": "sqlite", "path": 7}, "store.path: expected str"),
         ({"type": "sqlite", "path": " "}, "store.path: expected a file path"),
@@ -58,6 +70,32 @@ async def test_store_errors_name_the_key(store: dict[str, Any], message: str) ->
         with pytest.raises(ConfigError) as caught:
             build_store(parse_config(with_store(store)).store, context)
     assert message in str(caught.value)
+
+
+async def test_a_redis_store_builds_from_config_and_opens(tmp_path: Path) -> None:
+    with redis_process(tmp_path, "--requirepass", "s3cret-pw") as server:
+        table = {
+            "type": "redis",
+            "url": server.url,
+            "password_env": "HANDOFF_REDIS_PASSWORD",
+            "prefix": "svc:",
+            "idle_ttl": 3600,
+        }
+        async with HttpClients() as http:
+            context = BuildContext(environ={"HANDOFF_REDIS_PASSWORD": "s3cret-pw"}, http=http)
+            store = build_store(parse_config(with_store(table)).store, context)
+        assert isinstance(store, RedisStore)
+        assert (store.prefix, store.idle_ttl) == ("svc:", 3600)
+        assert "s3cret-pw" not in repr(store)
+        async with store:
+            await store.save(Conversation.new("c1"), expected_step=None)
+            assert await store.load("c1") == Conversation.new("c1")
+        sentinel_table = {"type": "redis", "sentinels": [["127.0.0.1", 26379]], "service_name": "m"}
+        async with HttpClients() as http:
+            context = BuildContext(environ={}, http=http)
+            built = build_store(parse_config(with_store(sentinel_table)).store, context)
+        assert isinstance(built, RedisStore)
+        assert built.target == "Redis master 'm' via sentinels 127.0.0.1:26379"
 
 
 def test_instance_id_errors_name_the_key() -> None:
