@@ -8,28 +8,36 @@ event (p50/p99), and this process's CPU time. The layouts compared:
 
 * ``shards=1``: every long poll through one ``httpx.AsyncClient``;
 * ``shards=32``: the default of :class:`handoff_adapters._http.HttpClients`;
-* ``shards=N``: one client per conversation.
+* ``shards=N``: one client per conversation, the baseline.
 
-Measured here (2 cores shared with other work, 5 rounds, simulator in its own process):
+For every session count, CPU per message, p50 and p99 are printed as ratios against the
+one-client-per-session layout measured in the same run (added to the sweep when ``--shards``
+leaves it out). The default run (200 and 400 sessions, 2 rounds) takes about 70 s here.
 
-=========  =======  ==========  ========  ========  =========
-sessions   shards   CPU/msg     p50       p99       msgs/s
-=========  =======  ==========  ========  ========  =========
-200        1        21.5 ms     2.5 s     6.3 s     46
-200        32       1.3 ms      0.23 s    0.51 s    495
-200        200      1.1 ms      0.16 s    0.29 s    774
-1000       1        35 ms       18.5 s    54 s      27 (24 % not delivered within 20 s)
-1000       32       4.0 ms      1.6 s     6.1 s     231
-1000       64       2.7 ms      2.1 s     8.2 s     193
-1000       256      1.3 ms      1.1 s     2.0 s     596
-1000       1000     1.2 ms      1.1 s     2.4 s     544
-=========  =======  ==========  ========  ========  =========
+Measured here (2 cores shared with other work, 5 rounds, simulator in its own process; ratios
+against the one-client-per-session row of the same session count):
+
+=========  =======  ==============  =============  ============  =========
+sessions   shards   CPU/msg         p50            p99           msgs/s
+=========  =======  ==============  =============  ============  =========
+200        1        21.5 ms (x19)   2.5 s (x16)    6.3 s (x22)   46
+200        32       1.3 ms (x1.2)   0.23 s (x1.4)  0.51 s (x1.8) 495
+200        200      1.1 ms (x1)     0.16 s (x1)    0.29 s (x1)   774
+1000       1        35 ms (x29)     18.5 s (x17)   54 s (x23)    27 (24 % not delivered within 20 s)
+1000       32       4.0 ms (x3.3)   1.6 s (x1.5)   6.1 s (x2.5)  231
+1000       64       2.7 ms (x2.3)   2.1 s (x1.9)   8.2 s (x3.4)  193
+1000       256      1.3 ms (x1.1)   1.1 s (x1.0)   2.0 s (x0.8)  596
+1000       1000     1.2 ms (x1)     1.1 s (x1)     2.4 s (x1)    544
+=========  =======  ==============  =============  ============  =========
 
 Every run: zero messages lost or duplicated. Latency at 1,000 is the burst (1,000 messages at once)
 divided by one core's throughput; the pool's bookkeeping is what grows with connections per client.
 
-Run: ``.venv/bin/python benchmarks/liveagent_concurrency.py --sessions 200 1000 --shards 1 32 0``
-(``0`` means one shard per session). Not part of the test suite.
+Reproduce the table (about 15 minutes):
+``.venv/bin/python benchmarks/liveagent_concurrency.py --sessions 200 1000 --shards 1 32 64 256 0
+--rounds 5`` (``0`` means one shard per session; the table leaves out the 200-session rows for 64
+and 256). Default run: ``.venv/bin/python benchmarks/liveagent_concurrency.py``. Not part of the
+test suite.
 """
 
 from __future__ import annotations
@@ -156,39 +164,100 @@ async def run(sessions: int, shards: int, rounds: int, url: str) -> dict[str, An
     return result
 
 
+def wait_for_port(port: int, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def measure(sessions: int, shards: int, rounds: int) -> dict[str, Any]:
+    """One layout against a fresh simulator process."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "handoff_adapters.cli",
+            "simulate",
+            "liveagent",
+            "--port",
+            str(port),
+            "--agent-delay",
+            "-1",
+            "--no-echo",
+            "--poll-timeout",
+            "25",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        result: dict[str, Any] = anyio.run(
+            run, sessions, shards, rounds, f"http://127.0.0.1:{port}"
+        )
+        return result
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def ratio(value: float | None, baseline: float | None) -> str:
+    if value is None or not baseline:
+        return "n/a"
+    return f"x{value / baseline:.2f}"
+
+
+def report(sessions: int, rounds: int, results: list[dict[str, Any]]) -> None:
+    base = results[0]
+    print(
+        f"Live Agent: {sessions:,} sessions, {rounds} rounds; ratios against one client per "
+        f"session (shards={sessions}), same run",
+    )
+    print(
+        f"  {'layout':<22} {'CPU/msg':>9} {'ratio':>7} {'p50':>9} {'ratio':>7} "
+        f"{'p99':>9} {'ratio':>7} {'msgs/s':>8} {'delivered':>12} {'dups':>5}"
+    )
+    for result in results:
+        layout = f"shards={result['shards']}" + (" (baseline)" if result is base else "")
+        p50, p99 = result["p50_ms"], result["p99_ms"]
+        print(
+            f"  {layout:<22} {result['cpu_ms_per_msg']:6.2f} ms "
+            f"{ratio(result['cpu_ms_per_msg'], base['cpu_ms_per_msg']):>7} "
+            f"{'-' if p50 is None else f'{p50 / 1000:7.3f} s'} "
+            f"{ratio(p50, base['p50_ms']):>7} "
+            f"{'-' if p99 is None else f'{p99 / 1000:7.3f} s'} "
+            f"{ratio(p99, base['p99_ms']):>7} "
+            f"{result['msgs_per_s']:8.0f} {result['delivered']:>12} {result['duplicates']:>5}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", type=int, nargs="+", default=[200, 1000])
-    parser.add_argument("--shards", type=int, nargs="+", default=[1, 32, 0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sessions", type=int, nargs="+", default=[200, 400])
+    parser.add_argument(
+        "--shards",
+        type=int,
+        nargs="+",
+        default=[1, 32, 0],
+        help="clients for the long polls; 0 = one per session (the baseline, always measured)",
+    )
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     for sessions in args.sessions:
+        # The baseline first, then the other layouts in the order given, each once.
+        layouts = [sessions]
         for shards in args.shards:
-            port = free_port()
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "handoff_adapters.cli",
-                    "simulate",
-                    "liveagent",
-                    "--port",
-                    str(port),
-                    "--agent-delay",
-                    "-1",
-                    "--no-echo",
-                    "--poll-timeout",
-                    "25",
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-            try:
-                time.sleep(1.5)
-                result = anyio.run(run, sessions, shards, args.rounds, f"http://127.0.0.1:{port}")
-                print(result, flush=True)
-            finally:
-                server.terminate()
-                server.wait()
+            if (shards or sessions) not in layouts:
+                layouts.append(shards or sessions)
+        results = [measure(sessions, shards, args.rounds) for shards in layouts]
+        report(sessions, args.rounds, results)
 
 
 if __name__ == "__main__":
