@@ -475,7 +475,9 @@ def _close_buffers_on_failed_connect(client: coredis.Redis[bytes]) -> None:
     discarded unused (their garbage collection then warns, in whatever code runs next): close
     them when the connection ends, and at the latest when it is collected."""
     pool: Any = client.connection_pool
-    construct = pool._construct_connection
+    construct = getattr(pool, "_construct_connection", None)
+    if construct is None:  # another coredis than the 6.x this works around: leave it alone
+        return
 
     async def construct_closing() -> Any:
         connection = await construct()
