@@ -81,7 +81,12 @@ class ServerConfig:
 
 @attrs.frozen(kw_only=True)
 class PolicyConfig:
-    """The subset of :class:`handoff_core.policy.Policy` a deployment sets in the file."""
+    """The subset of :class:`handoff_core.policy.Policy` a deployment sets in the file.
+
+    TOML has no null: ``0`` turns a trigger or timeout off (``max_bot_errors``,
+    ``max_not_understood``, ``queue_timeout``, ``idle_timeout``). ``messages`` overrides system
+    messages per language (``[policy.messages.fr]``, or ``[policy.messages."*"]`` for all).
+    """
 
     end_keyword: str | None = None
     escalation_phrases: list[str] | None = None
@@ -91,13 +96,26 @@ class PolicyConfig:
     check_availability: bool | None = None
     queue_timeout: float | None = None
     idle_timeout: float | None = None
+    messages: dict[str, dict[str, str]] | None = None
 
     def build(self) -> Policy:
-        given = {k: v for k, v in attrs.asdict(self).items() if v is not None}
+        given: dict[str, Any] = {}
+        for key, value in attrs.asdict(self).items():
+            if value is None:
+                continue
+            if key in _ZERO_IS_OFF and value == 0 and not isinstance(value, bool):
+                value = None  # "off": the core's None
+            given[key] = value
         try:
             return Policy(**given)
         except HandoffError as exc:
-            raise ConfigError(exc.message.replace("Policy.", "policy.", 1)) from None
+            message = exc.message.replace("Policy.", "policy.", 1)
+            if message.startswith("messages["):
+                message = "policy." + message
+            raise ConfigError(message) from None
+
+
+_ZERO_IS_OFF = frozenset({"max_bot_errors", "max_not_understood", "queue_timeout", "idle_timeout"})
 
 
 @attrs.frozen(kw_only=True)

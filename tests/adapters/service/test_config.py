@@ -38,6 +38,14 @@ def config_with(**tables: Any) -> dict[str, Any]:
         ),
         (config_with(policy={"queue_timeout": -1}), "policy.queue_timeout: expected positive"),
         (config_with(policy={"end_keyword": 3}), "policy.end_keyword: expected str"),
+        (
+            config_with(policy={"messages": {"fr": {"agentJoined": "x"}}}),
+            "policy.messages['fr']['agentJoined']: unknown message key",
+        ),
+        (
+            config_with(policy={"messages": {"fr": {"agentJoinedMessage": "{name} est là"}}}),
+            "policy.messages['fr']['agentJoinedMessage']: unknown placeholder(s) ['name']",
+        ),
         (config_with(backends={}), "backends: expected at least one"),
         (config_with(backends={"web": {"url": "x"}}), "backends.web.type: expected a string"),
         (config_with(bot={}), "bot.type: expected a string"),
@@ -206,3 +214,27 @@ async def test_example_config_builds() -> None:
         assert "s" * 64 not in repr(service)
     with pytest.raises(ConfigError, match="KORE_CLIENT_SECRET is not set"):
         HandoffService(config, environ={})
+
+
+def test_policy_messages_and_switches() -> None:
+    config = parse_config(
+        config_with(
+            policy={
+                "max_bot_errors": 0,
+                "queue_timeout": 0,
+                "idle_timeout": 600,
+                "messages": {
+                    "fr": {"agentJoinedMessage": "{agent} vous répond."},
+                    "*": {"lookingForAgentMessage": "One moment…"},
+                },
+            }
+        )
+    )
+    policy = config.policy.build()
+    assert policy.max_bot_errors is None
+    assert policy.queue_timeout is None
+    assert policy.idle_timeout == 600
+    assert policy.messages.render("agentJoinedMessage", "fr-CA", {"agent": "Ada"}) == (
+        "Ada vous répond."
+    )
+    assert policy.messages.render("lookingForAgentMessage", "ja") == "One moment…"
