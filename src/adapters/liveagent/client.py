@@ -734,13 +734,21 @@ class LiveAgentBackend:
 
     def chasitor_init(self, context: fx.HandoffContext, session_id: str) -> wire.ChasitorInit:
         """The ChasitorInit body for this handoff: pre-chat details and entities from the
-        conversation's pre-chat values, the routing targets as button overrides."""
+        conversation's pre-chat values (and the bot's variables and recent transcript as further
+        details for the agent), the routing targets as button overrides."""
         config = self.config
         details = [
             wire.CustomDetail(label=key, value=_text(value), transcript_fields=())
             for key, value in context.prechat.items()
             if _text(value)  # empty values are refused by some orgs (observed, §3.2)
         ]
+        # The bot's variables go with the conversation too (a pre-chat value of the same name
+        # wins: it is what the user entered).
+        details.extend(
+            wire.CustomDetail(label=key, value=_text(value), transcript_fields=())
+            for key, value in context.variables.items()
+            if key not in context.prechat and _text(value)
+        )
         details.append(wire.CustomDetail(label="Handoff reason", value=context.reason.value))
         if config.send_transcript and context.transcript:
             lines = [f"{entry.sender}: {entry.text}" for entry in context.transcript]

@@ -96,7 +96,8 @@ def open_request() -> fx.OpenAgentSession:
         reason=ev.EscalationReason.USER_REQUEST,
         targets=(),
         prechat={"Email": "jon@example.com", "LastName": "Doe", "Empty": ""},
-        variables={},
+        # "Email" is also a pre-chat value: the one the user entered wins.
+        variables={"OrderNumber": "A-1001", "VIP": True, "Email": "bot@example.com"},
         transcript=(fx.TranscriptEntry(sender="user", text="agent", at=0.0),),
     )
     return fx.OpenAgentSession(key="c1/2/1", session=SESSION, ordinal=1, context=context)
@@ -141,6 +142,20 @@ async def test_open_sends_session_id_then_chasitor_init(
             {
                 "label": "LastName",
                 "value": "Doe",
+                "entityMaps": [],
+                "transcriptFields": [],
+                "displayToAgent": True,
+            },
+            {
+                "label": "OrderNumber",
+                "value": "A-1001",
+                "entityMaps": [],
+                "transcriptFields": [],
+                "displayToAgent": True,
+            },
+            {
+                "label": "VIP",
+                "value": "true",
                 "entityMaps": [],
                 "transcriptFields": [],
                 "displayToAgent": True,
