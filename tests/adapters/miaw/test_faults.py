@@ -29,11 +29,12 @@ async def _chat_through_faults(sim: MiawSimulator) -> tuple[list[str], MiawBacke
         for number in range(COUNT):
             sim.typing(miaw.id, True)
             sim.say(miaw.id, f"agent says {number}")
-            await anyio.sleep(0.005)
-        with anyio.fail_after(10):
-            await stack.channel.wait_for(
-                "c1", lambda texts, keys: f"agent says {COUNT - 1}" in texts
-            )
+            # The agent waits for the user to see each line, so the lines really travel over
+            # the (re)connected streams instead of all landing while one reconnect is under way.
+            with anyio.fail_after(10):
+                await stack.channel.wait_for(
+                    "c1", lambda texts, keys, n=number: f"agent says {n}" in texts
+                )
         await anyio.sleep(0.1)  # room for any late duplicate to show up
         return _agent_texts(stack.channel), stack.backend
 
