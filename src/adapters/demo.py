@@ -550,6 +550,9 @@ async def play(
     reported = len(await bot.told(cid))
     await turn(cid, bot.retry_escalate)
     await until("the transfer fails", state_is(cid, State.TRANSFER_FAILED))
+    # The user is told before they speak again (through Kore this travels over HTTP too).
+    told = runtime.policy.messages.render("noAgentAvailableMessage", options.language)
+    await until("the user is told no agent is available", shown(cid, told))
     if bot.failed_reply is not None:
         await until("the bot speaks again", shown(cid, bot.failed_reply))
     await report_told(cid, reported, "the bot platform is told the transfer failed")
