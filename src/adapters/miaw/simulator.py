@@ -323,20 +323,11 @@ class MiawSimulator:
 
     def say(self, conversation_id: str, text: str) -> None:
         conversation = self.conversation(conversation_id)
-        payload: dict[str, Any] = {
-            "abstractMessage": {
-                "messageType": "StaticContentMessage",
-                "inReplyToMessageId": None,
-                "references": [],
-                "staticContent": {"formatType": "Text", "text": text},
-            },
-            "messageReason": None,
-        }
         self._publish(
             conversation,
             "CONVERSATION_MESSAGE",
             "Message",
-            payload,
+            _text_message(text),
             role="Agent",
             name=conversation.agent or "Agent",
             id_in_payload=True,
@@ -811,21 +802,11 @@ class MiawSimulator:
             self._route(conversation)
         conversation.message_ids.add(message_id)
         conversation.user_messages.append(text)
-        payload: dict[str, Any] = {
-            "abstractMessage": {
-                "messageType": "StaticContentMessage",
-                "inReplyToMessageId": None,
-                "id": message_id,
-                "references": [],
-                "staticContent": {"formatType": "Text", "text": text},
-            },
-            "messageReason": None,
-        }
         self._publish(
             conversation,
             "CONVERSATION_MESSAGE",
             "Message",
-            payload,
+            _text_message(text, message_id),
             role="EndUser",
             name="Guest",
             identifier=message_id,
@@ -1171,3 +1152,16 @@ class MiawController:
         conversation = self.simulator.conversation(session)
         identity = self.simulator._identity(conversation.subject)
         return [*identity.violations, *conversation.violations]
+
+
+def _text_message(text: str, message_id: str | None = None) -> dict[str, Any]:
+    """The ``entryPayload`` of a plain text message; the user's carries its client id (§4.5)."""
+    message: dict[str, Any] = {
+        "messageType": "StaticContentMessage",
+        "inReplyToMessageId": None,
+        "references": [],
+        "staticContent": {"formatType": "Text", "text": text},
+    }
+    if message_id is not None:
+        message["id"] = message_id
+    return {"abstractMessage": message, "messageReason": None}
